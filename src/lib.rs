@@ -1,1 +1,10 @@
+//! brainmclip: live fMRI-to-image decoding beside the scanner.
+//!
+//! The crate is laid out as the pipeline runs (see the README): `ingest` brings volumes in from
+//! the scanner's export directory; later stages (preprocessing, decoding, generation, sinks,
+//! the window) consume its typed event stream.
 
+pub mod clock;
+pub mod config;
+pub mod ingest;
+pub mod inspect;

@@ -1,1 +1,230 @@
-fn main() {}
+//! The `brainmclip` command line: one subcommand per job. The only place `anyhow` is used.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use brainmclip::config::SessionConfig;
+use brainmclip::ingest::replay::{run_replay, FaultKind, OutFormat, ReplayOptions, WriteMode};
+use brainmclip::ingest::{Ingest, IngestEvent};
+
+#[derive(Parser)]
+#[command(name = "brainmclip", version, about = "Live fMRI-to-image decoding beside the scanner")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a complete, commented session file (every option at its default), or check one.
+    Config {
+        /// Print the example session.toml.
+        #[arg(long)]
+        example: bool,
+        /// Validate this session file and print it with defaults filled in.
+        #[arg(long, value_name = "FILE")]
+        check: Option<PathBuf>,
+    },
+    /// Header summary of a NIfTI file (and tSNR for a 4-D run).
+    Inspect {
+        file: PathBuf,
+        #[arg(long, default_value_t = 1 << 26)]
+        max_voxels: usize,
+    },
+    /// Scanner emulator: write a recorded run into an export directory at TR pace, with faults.
+    Replay(ReplayArgs),
+    /// The live daemon: watch the export directory named in the session file.
+    Run {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Override ingest.dir.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// A 4-D NIfTI run, or a folder of 3-D volumes.
+    source: PathBuf,
+    /// The export directory to write into.
+    #[arg(long)]
+    to: PathBuf,
+    /// TR in seconds (default: the source header's pixdim[4]).
+    #[arg(long)]
+    tr: Option<f64>,
+    /// Speed factor (10 = ten times faster than the scanner).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    #[arg(long, value_enum, default_value = "nii.gz")]
+    format: OutFormat,
+    /// atomic: temp file + rename; chunked: in place, in chunks with pauses.
+    #[arg(long, default_value = "atomic", value_parser = ["atomic", "chunked"])]
+    write: String,
+    #[arg(long, default_value_t = 65536)]
+    chunk_bytes: usize,
+    #[arg(long, default_value_t = 5.0)]
+    chunk_pause_ms: f64,
+    #[arg(long, default_value = "vol")]
+    prefix: String,
+    #[arg(long, default_value_t = 1)]
+    first_index: u32,
+    /// Replay only the first N volumes.
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// A fault at an output index, e.g. `--fault 5:drop` (repeatable). Kinds: drop, swap,
+    /// duplicate, preallocate, truncate-late, truncate-never.
+    #[arg(long, value_name = "INDEX:KIND")]
+    fault: Vec<String>,
+    /// A fault probability per volume, e.g. `--rate drop=0.05` (repeatable).
+    #[arg(long, value_name = "KIND=P")]
+    rate: Vec<String>,
+    /// Delay each write by a uniform random 0..J ms.
+    #[arg(long, default_value_t = 0.0)]
+    jitter_ms: f64,
+    /// How many TRs after a truncated write the file is completed (truncate-late).
+    #[arg(long, default_value_t = 2.0)]
+    complete_late_trs: f64,
+    /// Manifest path (default: DIR/replay_manifest.json).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+}
+
+fn parse_kind(text: &str) -> Result<FaultKind> {
+    <FaultKind as clap::ValueEnum>::from_str(text, true).map_err(|_| {
+        anyhow::anyhow!(
+            "unknown fault kind {text:?}; expected drop, swap, duplicate, preallocate, truncate-late or truncate-never"
+        )
+    })
+}
+
+fn replay(args: ReplayArgs) -> Result<()> {
+    let mut o = ReplayOptions::new(&args.source, &args.to);
+    o.tr_s = args.tr;
+    o.speed = args.speed;
+    o.format = args.format;
+    o.write = if args.write == "chunked" {
+        WriteMode::Chunked {
+            chunk_bytes: args.chunk_bytes,
+            pause: Duration::from_secs_f64(args.chunk_pause_ms.max(0.0) / 1e3),
+        }
+    } else {
+        WriteMode::Atomic
+    };
+    o.prefix = args.prefix;
+    o.first_index = args.first_index;
+    o.limit = args.limit;
+    o.seed = args.seed;
+    o.jitter_ms = args.jitter_ms;
+    o.complete_late_trs = args.complete_late_trs;
+    o.manifest = args.manifest;
+    let mut faults = BTreeMap::new();
+    for f in &args.fault {
+        let (index, kind) = f.split_once(':').with_context(|| format!("--fault {f:?}: expected INDEX:KIND"))?;
+        let index: u32 = index.parse().with_context(|| format!("--fault {f:?}: {index:?} is not an index"))?;
+        faults.insert(index, parse_kind(kind)?);
+    }
+    o.faults_at = faults;
+    for r in &args.rate {
+        let (kind, p) = r.split_once('=').with_context(|| format!("--rate {r:?}: expected KIND=P"))?;
+        let p: f64 = p.parse().with_context(|| format!("--rate {r:?}: {p:?} is not a probability"))?;
+        if !(0.0..=1.0).contains(&p) {
+            bail!("--rate {r:?}: the probability must be within 0..1");
+        }
+        o.rates.push((parse_kind(kind)?, p));
+    }
+    eprintln!("replaying {} into {} ...", o.source.display(), o.to.display());
+    let manifest = run_replay(&o)?;
+    let faults: Vec<String> =
+        manifest.volumes.iter().filter_map(|v| v.fault.map(|k| format!("{}:{k:?}", v.index))).collect();
+    println!(
+        "wrote {} volumes ({} file operations) into {} at TR {:.3} s / speed {}; faults: {}",
+        manifest.n_volumes,
+        manifest.actions.len(),
+        o.to.display(),
+        manifest.tr_s,
+        manifest.speed,
+        if faults.is_empty() { "none".to_string() } else { faults.join(", ") }
+    );
+    Ok(())
+}
+
+fn run(config_path: PathBuf, dir: Option<PathBuf>) -> Result<()> {
+    let mut config = SessionConfig::load(&config_path)?;
+    if let Some(dir) = dir {
+        config.ingest.dir = dir;
+    }
+    std::fs::create_dir_all(&config.output.dir)
+        .with_context(|| format!("output.dir {}: cannot create", config.output.dir.display()))?;
+    let log_path = config.output.dir.join("events.jsonl");
+    let mut log = std::io::BufWriter::new(
+        std::fs::File::create(&log_path).with_context(|| format!("{}: cannot create", log_path.display()))?,
+    );
+    let ingest = Ingest::start(&config)?;
+    let stop = ingest.stop_flag();
+    std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
+                stop.store(true, Ordering::SeqCst);
+            }
+        }
+    });
+    tracing::info!("watching {} ({:?} mode)", config.ingest.dir.display(), config.ingest.watch);
+    for event in ingest.events().iter() {
+        serde_json::to_writer(&mut log, &event.to_log_record())?;
+        writeln!(log)?;
+        log.flush()?;
+        match &event {
+            IngestEvent::Volume(v) => tracing::info!(
+                "volume {:>4}  {}  {:.1} ms seen→read",
+                v.index,
+                v.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                v.read_ns.saturating_sub(v.seen_ns) as f64 / 1e6
+            ),
+            IngestEvent::Warning { message, .. } => tracing::warn!("{message}"),
+            IngestEvent::RunEnded { reason, counts, .. } => {
+                println!(
+                    "run ended ({reason:?}): {} delivered, {} late, {} missing, {} rejected, {} duplicates; log: {}",
+                    counts.delivered, counts.late, counts.missing, counts.rejected, counts.duplicates,
+                    log_path.display()
+                );
+                break;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Config { example, check } => match (example, check) {
+            (true, _) => print!("{}", brainmclip::config::EXAMPLE),
+            (false, Some(path)) => {
+                let config = SessionConfig::load(&path)?;
+                println!("{}", toml::to_string_pretty(&config)?);
+                eprintln!("{}: valid", path.display());
+            }
+            (false, None) => bail!("say --example to print a session file, or --check FILE to validate one"),
+        },
+        Command::Inspect { file, max_voxels } => print!("{}", brainmclip::inspect::inspect(&file, max_voxels)?),
+        Command::Replay(args) => replay(args)?,
+        Command::Run { config, dir } => run(config, dir)?,
+    }
+    Ok(())
+}

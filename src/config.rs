@@ -1,0 +1,287 @@
+//! The one session file (TOML): its types, defaults, loading and validation.
+//!
+//! Every option has a default, and `session.example.toml` (printed by `brainmclip config
+//! --example`) lists each with a comment; a test keeps the two in step. Unknown keys are
+//! rejected, and every error names the file and the key. This module does not act on the
+//! options: each stage reads its own section.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The commented example, with every option at its default.
+pub const EXAMPLE: &str = include_str!("session.example.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the session file: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: `{key}` {message}")]
+    Invalid { path: PathBuf, key: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    pub session: SessionSection,
+    pub ingest: IngestConfig,
+    pub output: OutputConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSection {
+    pub subject: String,
+    /// Seconds; 0 = from the first volume's header.
+    pub tr: f64,
+    /// 0 = unknown.
+    pub volumes: u32,
+    pub first_index: u32,
+}
+
+impl Default for SessionSection {
+    fn default() -> Self {
+        SessionSection { subject: "sub-01".into(), tr: 0.0, volumes: 0, first_index: 1 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchMode {
+    Events,
+    Poll,
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExistingFiles {
+    Process,
+    Skip,
+}
+
+pub const DEFAULT_PATTERN: &str = r"(\d+)\.(?:nii|hdr)(?:\.gz)?$";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    pub dir: PathBuf,
+    pub watch: WatchMode,
+    pub poll_interval_ms: u64,
+    pub stability_ms: u64,
+    pub existing: ExistingFiles,
+    pub pattern: String,
+    pub deadline_tr: f64,
+    pub quiet_trs: f64,
+    pub max_retries: u32,
+    pub retry_backoff_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<PathBuf>,
+    pub affine_tolerance_mm: f64,
+    pub max_voxels: usize,
+    pub channel_capacity: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            dir: PathBuf::from("export"),
+            watch: WatchMode::Auto,
+            poll_interval_ms: 100,
+            stability_ms: 50,
+            existing: ExistingFiles::Process,
+            pattern: DEFAULT_PATTERN.into(),
+            deadline_tr: 1.5,
+            quiet_trs: 10.0,
+            max_retries: 6,
+            retry_backoff_ms: 20,
+            reference: None,
+            affine_tolerance_mm: 0.01,
+            max_voxels: 1 << 26,
+            channel_capacity: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    pub dir: PathBuf,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig { dir: PathBuf::from("session-out") }
+    }
+}
+
+impl SessionConfig {
+    /// Reads, parses and validates a session file. Relative paths inside it are taken relative
+    /// to the file's folder, so a session folder can be moved as a whole.
+    pub fn load(path: &Path) -> Result<SessionConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let mut config = SessionConfig::parse(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Parses and validates TOML text; `path` is only used to name the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<SessionConfig, ConfigError> {
+        let config: SessionConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.ingest.dir);
+        resolve(&mut self.output.dir);
+        if let Some(r) = self.ingest.reference.as_mut() {
+            resolve(r);
+        }
+    }
+
+    /// Checks every value whose type alone does not make it valid.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: String| {
+            Err(ConfigError::Invalid { path: path.to_owned(), key, message })
+        };
+        let s = &self.session;
+        if !(s.tr.is_finite() && s.tr >= 0.0) {
+            return invalid("session.tr", format!("is {}, expected seconds >= 0", s.tr));
+        }
+        let i = &self.ingest;
+        if i.stability_ms < 50 {
+            return invalid(
+                "ingest.stability_ms",
+                format!("is {}, expected at least 50 (two looks closer than that can both fall inside one write)", i.stability_ms),
+            );
+        }
+        if i.poll_interval_ms == 0 {
+            return invalid("ingest.poll_interval_ms", "is 0, expected at least 1".into());
+        }
+        match regex::Regex::new(&i.pattern) {
+            Err(e) => return invalid("ingest.pattern", format!("is not a valid regex: {e}")),
+            Ok(r) if r.captures_len() < 2 => {
+                return invalid(
+                    "ingest.pattern",
+                    format!("{:?} has no capture group; expected one around the index digits", i.pattern),
+                )
+            }
+            Ok(_) => {}
+        }
+        if !(i.deadline_tr.is_finite() && i.deadline_tr >= 1.0) {
+            return invalid(
+                "ingest.deadline_tr",
+                format!("is {}, expected at least 1.0 (a volume cannot be due before its TR)", i.deadline_tr),
+            );
+        }
+        if !(i.quiet_trs.is_finite() && i.quiet_trs > 0.0) {
+            return invalid("ingest.quiet_trs", format!("is {}, expected > 0", i.quiet_trs));
+        }
+        if !(i.affine_tolerance_mm.is_finite() && i.affine_tolerance_mm >= 0.0) {
+            return invalid(
+                "ingest.affine_tolerance_mm",
+                format!("is {}, expected mm >= 0", i.affine_tolerance_mm),
+            );
+        }
+        if i.max_voxels == 0 {
+            return invalid("ingest.max_voxels", "is 0, expected a positive voxel count".into());
+        }
+        if i.channel_capacity == 0 {
+            return invalid("ingest.channel_capacity", "is 0, expected at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+        if let toml::Value::Table(t) = value {
+            for (k, v) in t {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                if v.is_table() {
+                    keys(v, &key, out);
+                } else {
+                    out.push(key);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn example_is_the_defaults_and_lists_every_option() {
+        let parsed = SessionConfig::parse(EXAMPLE, Path::new("example")).unwrap();
+        assert_eq!(parsed, SessionConfig::default());
+        let mut all = Vec::new();
+        keys(&toml::Value::try_from(SessionConfig::default()).unwrap(), "", &mut all);
+        let example: toml::Value = toml::from_str(EXAMPLE).unwrap();
+        let mut shown = Vec::new();
+        keys(&example, "", &mut shown);
+        for key in &all {
+            assert!(shown.contains(key), "{key} missing from the example");
+        }
+        // Options without a default value are shown commented out.
+        assert!(EXAMPLE.contains("# reference = "));
+        assert!(all.len() >= 18, "{all:?}");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_the_file() {
+        let err = SessionConfig::parse("[ingest]\npoll_intervall_ms = 5\n", Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("s.toml:"), "{err}");
+        assert!(err.contains("poll_intervall_ms"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_and_invalid_values_name_the_key() {
+        let err = SessionConfig::parse("[session]\ntr = \"fast\"\n", Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tr") && err.contains("s.toml"), "{err}");
+        let err = SessionConfig::parse("[ingest]\nstability_ms = 10\n", Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`ingest.stability_ms` is 10"), "{err}");
+        let err = SessionConfig::parse("[ingest]\npattern = '\\d+'\n", Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ingest.pattern") && err.contains("capture group"), "{err}");
+        let err = SessionConfig::parse("[ingest]\nwatch = \"inotify\"\n", Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("watch") && err.contains("inotify"), "{err}");
+    }
+
+    #[test]
+    fn load_resolves_relative_paths_against_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("session.toml");
+        std::fs::write(&file, "[ingest]\ndir = \"incoming\"\nreference = \"/abs/ref.nii\"\n").unwrap();
+        let c = SessionConfig::load(&file).unwrap();
+        assert_eq!(c.ingest.dir, dir.path().join("incoming"));
+        assert_eq!(c.ingest.reference, Some(PathBuf::from("/abs/ref.nii")));
+        let missing = SessionConfig::load(&dir.path().join("nope.toml")).unwrap_err().to_string();
+        assert!(missing.contains("nope.toml"), "{missing}");
+    }
+}

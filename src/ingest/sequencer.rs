@@ -1,0 +1,282 @@
+//! The reorder buffer: decoded volumes (in any order) → one in-order stream with explicit gaps.
+//!
+//! Keyed by acquisition index. The next expected volume has a deadline (`deadline_tr` × TR after
+//! the previous volume's arrival); when it passes, `Missing` is emitted and the stream moves on,
+//! one TR per further missing index. A volume for a slot already declared missing or rejected
+//! comes out as `Late`; a second file for a delivered index as `Duplicate`. The run ends at the
+//! configured volume count or after `quiet_trs` TRs without any file.
+//!
+//! Pure logic with injected time (`now_ns` arguments), so every rule is unit-tested without
+//! sleeping. It never reads files and never drops a delivered volume.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+
+use super::events::{EndReason, IngestCounts, IngestEvent};
+use super::volume::Volume;
+
+#[derive(Debug, Clone)]
+pub struct SequencerSettings {
+    pub first_index: u32,
+    /// Volumes in the run, when known.
+    pub total: Option<u32>,
+    /// Repetition time, when known (otherwise taken from the first volume's header).
+    pub tr_ns: Option<u64>,
+    pub deadline_tr: f64,
+    pub quiet_trs: f64,
+}
+
+enum Slot {
+    Volume(Volume),
+    Rejected { path: PathBuf, reason: String, at_ns: u64 },
+}
+
+pub struct Sequencer {
+    settings: SequencerSettings,
+    next: u32,
+    deadline_ns: Option<u64>,
+    /// Arrival time of the latest in-order volume: deadlines count from here.
+    anchor_ns: Option<u64>,
+    waiting: BTreeMap<u32, Slot>,
+    delivered: HashMap<u32, PathBuf>,
+    /// Slots declared missing or rejected: a valid volume for one of these is `Late`.
+    gaps: HashSet<u32>,
+    last_activity_ns: Option<u64>,
+    last_delivered: Option<u32>,
+    counts: IngestCounts,
+    ended: bool,
+    out: Vec<IngestEvent>,
+}
+
+impl Sequencer {
+    pub fn new(settings: SequencerSettings) -> Sequencer {
+        Sequencer {
+            next: settings.first_index,
+            settings,
+            deadline_ns: None,
+            anchor_ns: None,
+            waiting: BTreeMap::new(),
+            delivered: HashMap::new(),
+            gaps: HashSet::new(),
+            last_activity_ns: None,
+            last_delivered: None,
+            counts: IngestCounts::default(),
+            ended: false,
+            out: Vec::new(),
+        }
+    }
+
+    pub fn tr_ns(&self) -> Option<u64> {
+        self.settings.tr_ns
+    }
+
+    /// Sets the TR when the configuration left it to the headers.
+    pub fn set_tr_ns(&mut self, tr_ns: u64) {
+        if self.settings.tr_ns.is_none() && tr_ns > 0 {
+            self.settings.tr_ns = Some(tr_ns);
+        }
+    }
+
+    /// Starts the stream at `index` (files already present were skipped).
+    pub fn start_at(&mut self, index: u32) {
+        self.next = self.next.max(index);
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    #[cfg(test)]
+    pub fn counts(&self) -> &IngestCounts {
+        &self.counts
+    }
+
+    pub fn take_events(&mut self) -> Vec<IngestEvent> {
+        std::mem::take(&mut self.out)
+    }
+
+    fn tr_times(&self, factor: f64) -> Option<u64> {
+        self.settings.tr_ns.map(|tr| (tr as f64 * factor) as u64)
+    }
+
+    pub fn offer_volume(&mut self, volume: Volume, now_ns: u64) {
+        if self.ended {
+            return;
+        }
+        self.last_activity_ns = Some(now_ns);
+        if volume.non_finite > 0 {
+            self.counts.non_finite_volumes += 1;
+        }
+        let index = volume.index;
+        if index < self.next {
+            if let Some(first) = self.delivered.get(&index) {
+                self.duplicate(index, volume.path, first.clone(), now_ns);
+            } else if self.gaps.remove(&index) {
+                self.delivered.insert(index, volume.path.clone());
+                self.counts.late += 1;
+                self.out.push(IngestEvent::Late(volume));
+            } else {
+                self.out.push(IngestEvent::Warning {
+                    message: format!(
+                        "{}: index {index} is before the start of the stream ({}); ignored",
+                        volume.path.display(),
+                        self.settings.first_index
+                    ),
+                    at_ns: now_ns,
+                });
+            }
+        } else {
+            match self.waiting.get(&index) {
+                Some(Slot::Volume(first)) => {
+                    let first = first.path.clone();
+                    self.duplicate(index, volume.path, first, now_ns);
+                }
+                // A valid file replaces a rejected one still waiting for its turn.
+                _ => {
+                    self.waiting.insert(index, Slot::Volume(volume));
+                }
+            }
+        }
+        self.drain(now_ns);
+    }
+
+    pub fn offer_rejected(&mut self, index: Option<u32>, path: PathBuf, reason: String, now_ns: u64) {
+        if self.ended {
+            return;
+        }
+        self.last_activity_ns = Some(now_ns);
+        self.counts.rejected += 1;
+        let slot_free = index.is_some_and(|i| i >= self.next && !self.waiting.contains_key(&i));
+        match index {
+            Some(i) if slot_free => {
+                self.waiting.insert(i, Slot::Rejected { path, reason, at_ns: now_ns });
+            }
+            _ => self.out.push(IngestEvent::Rejected { index, path, reason, at_ns: now_ns }),
+        }
+        self.drain(now_ns);
+    }
+
+    fn duplicate(&mut self, index: u32, path: PathBuf, first_path: PathBuf, at_ns: u64) {
+        self.counts.duplicates += 1;
+        self.out.push(IngestEvent::Duplicate { index, path, first_path, at_ns });
+    }
+
+    /// Emits every waiting slot that is next in order.
+    fn drain(&mut self, now_ns: u64) {
+        while !self.ended {
+            let Some(slot) = self.waiting.remove(&self.next) else { break };
+            let index = self.next;
+            match slot {
+                Slot::Volume(v) => {
+                    self.anchor_ns = Some(self.anchor_ns.unwrap_or(0).max(v.seen_ns));
+                    self.delivered.insert(index, v.path.clone());
+                    self.counts.delivered += 1;
+                    self.last_delivered = Some(index);
+                    self.out.push(IngestEvent::Volume(v));
+                }
+                Slot::Rejected { path, reason, at_ns } => {
+                    self.anchor_ns = Some(self.anchor_ns.unwrap_or(0).max(at_ns));
+                    self.gaps.insert(index);
+                    self.out.push(IngestEvent::Rejected { index: Some(index), path, reason, at_ns });
+                }
+            }
+            self.next += 1;
+            self.deadline_ns =
+                self.anchor_ns.zip(self.tr_times(self.settings.deadline_tr)).map(|(a, d)| a + d);
+            self.check_total(now_ns);
+        }
+        // Nothing delivered yet but later volumes are here: the first is due half a TR
+        // (deadline_tr - 1) after the earliest of them.
+        if self.deadline_ns.is_none() && self.anchor_ns.is_none() {
+            let earliest = self
+                .waiting
+                .values()
+                .map(|s| match s {
+                    Slot::Volume(v) => v.seen_ns,
+                    Slot::Rejected { at_ns, .. } => *at_ns,
+                })
+                .min();
+            if let (Some(t), Some(slack)) = (earliest, self.tr_times(self.settings.deadline_tr - 1.0)) {
+                self.deadline_ns = Some(t + slack);
+            }
+        }
+    }
+
+    fn check_total(&mut self, now_ns: u64) {
+        if let Some(total) = self.settings.total {
+            if self.next >= self.settings.first_index.saturating_add(total) {
+                self.finish(EndReason::AllVolumes, now_ns);
+            }
+        }
+    }
+
+    /// Applies deadlines and the quiet-time end at `now_ns`.
+    pub fn tick(&mut self, now_ns: u64) {
+        while !self.ended {
+            match (self.deadline_ns, self.settings.tr_ns) {
+                (Some(deadline), Some(tr)) if now_ns >= deadline => {
+                    self.gaps.insert(self.next);
+                    self.counts.missing += 1;
+                    self.out.push(IngestEvent::Missing { index: self.next, deadline_ns: deadline });
+                    self.next += 1;
+                    self.deadline_ns = Some(deadline + tr);
+                    self.check_total(now_ns);
+                    self.drain(now_ns);
+                }
+                _ => break,
+            }
+        }
+        if let (Some(last), Some(quiet)) = (self.last_activity_ns, self.tr_times(self.settings.quiet_trs)) {
+            if !self.ended && now_ns >= last + quiet {
+                self.finish(EndReason::Quiet, now_ns);
+            }
+        }
+    }
+
+    /// When `tick` next has something to do.
+    pub fn next_wakeup_ns(&self) -> Option<u64> {
+        if self.ended {
+            return None;
+        }
+        let quiet = self
+            .last_activity_ns
+            .zip(self.tr_times(self.settings.quiet_trs))
+            .map(|(a, q)| a + q);
+        [self.deadline_ns, quiet].into_iter().flatten().min()
+    }
+
+    /// Ends the run (also used when stopped from outside). Volumes still waiting behind a gap
+    /// are delivered first, in order, so nothing received is lost.
+    pub fn finish(&mut self, reason: EndReason, now_ns: u64) {
+        if self.ended {
+            return;
+        }
+        if reason != EndReason::AllVolumes {
+            let rest = std::mem::take(&mut self.waiting);
+            for (index, slot) in rest {
+                while self.next < index {
+                    self.gaps.insert(self.next);
+                    self.counts.missing += 1;
+                    self.out.push(IngestEvent::Missing { index: self.next, deadline_ns: now_ns });
+                    self.next += 1;
+                }
+                self.waiting.insert(index, slot);
+                self.drain(now_ns);
+            }
+            if self.ended {
+                return; // the volume count was reached while draining
+            }
+        }
+        self.ended = true;
+        self.out.push(IngestEvent::RunEnded {
+            reason,
+            last_index: self.last_delivered,
+            counts: self.counts.clone(),
+            at_ns: now_ns,
+        });
+    }
+}
+
+#[cfg(test)]
+#[path = "sequencer_tests.rs"]
+mod tests;

@@ -1,0 +1,426 @@
+//! The ingest thread: watches the export directory, decides when each file is complete, decodes
+//! it, checks its geometry, puts volumes in order and sends typed events downstream.
+//!
+//! One thread owns all ingest state (no locks); the notify callback only forwards signals. The
+//! output channel is bounded: when the next stage is busy this thread waits, so no volume is
+//! ever dropped before preprocessing.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use tracing::{debug, info, warn};
+
+use super::completeness::{Due, Failure, Tracker, TrackerSettings};
+use super::events::{EndReason, IngestEvent};
+use super::naming::{IndexPattern, NameClass};
+use super::nifti_read::read_volume_file;
+use super::sequencer::{Sequencer, SequencerSettings};
+use super::volume::{Geometry, Volume};
+use super::watch::{list_dir, look_at, start_watcher, Signal};
+use super::ReadError;
+use crate::clock::now_ns;
+use crate::config::{ExistingFiles, SessionConfig, WatchMode};
+
+const MS: u64 = 1_000_000;
+/// The longest the thread sleeps without checking its stop flag.
+const MAX_SLEEP_NS: u64 = 50 * MS;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("ingest.dir {dir}: {source} (expected the scanner's export directory)")]
+    Dir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ingest.reference: {0}")]
+    Reference(#[from] ReadError),
+    #[error("ingest.pattern: {0}")]
+    Pattern(#[from] regex::Error),
+    #[error("ingest.dir {dir}: cannot watch for events: {source} (use watch = \"poll\")")]
+    Watch {
+        dir: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+}
+
+/// A running ingest thread. Dropping it stops the thread.
+pub struct Ingest {
+    events: Receiver<IngestEvent>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ingest {
+    /// Starts watching `config.ingest.dir`.
+    pub fn start(config: &SessionConfig) -> Result<Ingest, StartError> {
+        let ic = &config.ingest;
+        let dir = ic.dir.clone();
+        std::fs::read_dir(&dir).map_err(|source| StartError::Dir { dir: dir.clone(), source })?;
+        let pattern = IndexPattern::new(&ic.pattern)?;
+        let reference = match &ic.reference {
+            Some(path) => {
+                let decoded = read_volume_file(path, ic.max_voxels)?;
+                Some((path.clone(), decoded.header.geometry()))
+            }
+            None => None,
+        };
+        let (signal_tx, signal_rx) = unbounded();
+        let watcher = match ic.watch {
+            WatchMode::Events | WatchMode::Auto => Some(
+                start_watcher(&dir, signal_tx)
+                    .map_err(|source| StartError::Watch { dir: dir.clone(), source })?,
+            ),
+            WatchMode::Poll => None,
+        };
+        let (out_tx, out_rx) = bounded(ic.channel_capacity);
+        let stop = Arc::new(AtomicBool::new(false));
+        let tr_ns = (config.session.tr > 0.0).then(|| (config.session.tr * 1e9) as u64);
+        let worker = Worker {
+            dir,
+            pattern,
+            watch: ic.watch,
+            poll_ns: ic.poll_interval_ms * MS,
+            existing: ic.existing,
+            max_voxels: ic.max_voxels,
+            tolerance_mm: ic.affine_tolerance_mm,
+            tracker: Tracker::new(TrackerSettings {
+                stability_ns: ic.stability_ms * MS,
+                max_retries: ic.max_retries,
+                backoff_ns: ic.retry_backoff_ms * MS,
+            }),
+            sequencer: Sequencer::new(SequencerSettings {
+                first_index: config.session.first_index,
+                total: (config.session.volumes > 0).then_some(config.session.volumes),
+                tr_ns,
+                deadline_tr: ic.deadline_tr,
+                quiet_trs: ic.quiet_trs,
+            }),
+            reference,
+            signals: signal_rx,
+            out: out_tx,
+            stop: stop.clone(),
+            warned: HashSet::new(),
+            next_poll_ns: 0,
+        };
+        let thread = std::thread::Builder::new()
+            .name("ingest".into())
+            .spawn(move || {
+                // The watcher lives exactly as long as the thread that consumes its signals.
+                let _watcher = watcher;
+                worker.run();
+            })
+            .map_err(|source| StartError::Dir { dir: ic.dir.clone(), source })?;
+        Ok(Ingest { events: out_rx, stop, thread: Some(thread) })
+    }
+
+    pub fn events(&self) -> &Receiver<IngestEvent> {
+        &self.events
+    }
+
+    /// A flag that stops the run when set (for signal handlers on other threads).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Asks the thread to end the run (`RunEnded { reason: Stopped }` follows).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        self.stop();
+        // Unblock a send in progress, then wait for the thread.
+        while self.events.try_recv().is_ok() {}
+        if let Some(t) = self.thread.take() {
+            while !t.is_finished() {
+                while self.events.try_recv().is_ok() {}
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let _ = t.join();
+        }
+    }
+}
+
+struct Worker {
+    dir: PathBuf,
+    pattern: IndexPattern,
+    watch: WatchMode,
+    poll_ns: u64,
+    existing: ExistingFiles,
+    max_voxels: usize,
+    tolerance_mm: f64,
+    tracker: Tracker,
+    sequencer: Sequencer,
+    reference: Option<(PathBuf, Geometry)>,
+    signals: Receiver<Signal>,
+    out: Sender<IngestEvent>,
+    stop: Arc<AtomicBool>,
+    /// Names already warned about (no index), so each is reported once.
+    warned: HashSet<PathBuf>,
+    next_poll_ns: u64,
+}
+
+impl Worker {
+    fn run(mut self) {
+        self.initial_listing();
+        loop {
+            let now = now_ns();
+            if self.stop.load(Ordering::SeqCst) {
+                self.sequencer.finish(EndReason::Stopped, now);
+                self.flush();
+                return;
+            }
+            let polling = self.watch != WatchMode::Events;
+            let wake = [
+                self.tracker.next_due_ns(),
+                self.sequencer.next_wakeup_ns(),
+                polling.then_some(self.next_poll_ns),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(u64::MAX);
+            let sleep = wake.saturating_sub(now).min(MAX_SLEEP_NS);
+            match self.signals.recv_timeout(Duration::from_nanos(sleep)) {
+                Ok(signal) => {
+                    self.on_signal(signal);
+                    while let Ok(signal) = self.signals.try_recv() {
+                        self.on_signal(signal);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+            }
+            let now = now_ns();
+            if polling && now >= self.next_poll_ns {
+                self.poll(now);
+                self.next_poll_ns = now + self.poll_ns;
+            }
+            self.do_due_work();
+            self.sequencer.tick(now_ns());
+            if !self.flush() || self.sequencer.is_ended() {
+                return;
+            }
+        }
+    }
+
+    /// Sends what the sequencer produced; false when nobody listens any more.
+    fn flush(&mut self) -> bool {
+        for event in self.sequencer.take_events() {
+            log_event(&event);
+            if self.out.send(event).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The dataset a path belongs to, with its index; warns once about unindexed NIfTI names.
+    fn dataset_of(&mut self, path: &Path) -> Option<(PathBuf, u32)> {
+        let dataset = match self.pattern.classify(path) {
+            NameClass::Volume(index) => return Some((path.to_owned(), index)),
+            NameClass::PairImage(header) => header,
+            NameClass::NoIndex => {
+                if self.warned.insert(path.to_owned()) {
+                    let message = format!(
+                        "{}: NIfTI file name gives no index with ingest.pattern; ignored",
+                        path.display()
+                    );
+                    warn!("{message}");
+                    let _ = self.out.send(IngestEvent::Warning { message, at_ns: now_ns() });
+                }
+                return None;
+            }
+            NameClass::Ignored => return None,
+        };
+        match self.pattern.classify(&dataset) {
+            NameClass::Volume(index) => Some((dataset, index)),
+            _ => None,
+        }
+    }
+
+    fn initial_listing(&mut self) {
+        let now = now_ns();
+        let files = match list_dir(&self.dir) {
+            Ok(files) => files,
+            Err(e) => {
+                self.warn(format!("{}: cannot list: {e}", self.dir.display()));
+                return;
+            }
+        };
+        let mut newest_skipped = None;
+        for path in files {
+            let Some((dataset, index)) = self.dataset_of(&path) else { continue };
+            let look = look_at(&dataset);
+            match self.existing {
+                ExistingFiles::Process => self.tracker.observe_look(&dataset, index, look, now),
+                ExistingFiles::Skip => {
+                    self.tracker.skip(&dataset, index, look, now);
+                    newest_skipped = newest_skipped.max(Some(index));
+                }
+            }
+        }
+        if let Some(index) = newest_skipped {
+            info!("skipped files already present, up to index {index}");
+            self.sequencer.start_at(index + 1);
+        }
+        self.next_poll_ns = now + self.poll_ns;
+    }
+
+    fn poll(&mut self, now: u64) {
+        let files = match list_dir(&self.dir) {
+            Ok(files) => files,
+            Err(e) => {
+                self.warn(format!("{}: cannot list: {e}", self.dir.display()));
+                return;
+            }
+        };
+        for path in files {
+            if let Some((dataset, index)) = self.dataset_of(&path) {
+                let look = look_at(&dataset);
+                self.tracker.observe_look(&dataset, index, look, now);
+            }
+        }
+    }
+
+    fn on_signal(&mut self, signal: Signal) {
+        match signal {
+            Signal::Closed(path, at) => {
+                if let Some((dataset, index)) = self.dataset_of(&path) {
+                    let look = look_at(&dataset);
+                    if look.is_some() {
+                        self.tracker.observe_closed(&dataset, index, look, at);
+                    } else {
+                        // The other half of a pair is not there yet.
+                        self.tracker.observe_look(&dataset, index, look, at);
+                    }
+                }
+            }
+            Signal::Changed(path, at) => {
+                if let Some((dataset, index)) = self.dataset_of(&path) {
+                    let look = look_at(&dataset);
+                    self.tracker.observe_look(&dataset, index, look, at);
+                }
+            }
+            Signal::Rescan(why) => {
+                self.warn(format!("{}: rescanning: {why}", self.dir.display()));
+                self.poll(now_ns());
+            }
+        }
+    }
+
+    fn warn(&mut self, message: String) {
+        warn!("{message}");
+        let _ = self.out.send(IngestEvent::Warning { message, at_ns: now_ns() });
+    }
+
+    fn do_due_work(&mut self) {
+        loop {
+            let due = self.tracker.due(now_ns());
+            if due.is_empty() {
+                return;
+            }
+            for item in due {
+                match item {
+                    Due::Relook(path) => {
+                        if let Some(index) = self.tracker.index_of(&path) {
+                            self.tracker.observe_look(&path, index, look_at(&path), now_ns());
+                        }
+                    }
+                    Due::Read(path) => self.read(&path),
+                }
+            }
+        }
+    }
+
+    fn read(&mut self, path: &Path) {
+        let Some(index) = self.tracker.index_of(path) else { return };
+        let seen_ns = self.tracker.first_seen_ns(path).unwrap_or_else(now_ns);
+        match read_volume_file(path, self.max_voxels) {
+            Ok(decoded) => {
+                let read_ns = now_ns();
+                self.tracker.read_succeeded(path, look_at(path));
+                let geometry = decoded.header.geometry();
+                let (ref_path, ref_geometry) =
+                    self.reference.get_or_insert_with(|| (path.to_owned(), geometry.clone()));
+                if let Some(diff) = ref_geometry.mismatch(&geometry, self.tolerance_mm) {
+                    let reason = format!(
+                        "geometry differs from {}: {diff}; expected every volume on one grid",
+                        ref_path.display()
+                    );
+                    warn!("{}: {reason}", path.display());
+                    self.sequencer.offer_rejected(Some(index), path.to_owned(), reason, read_ns);
+                    return;
+                }
+                if self.sequencer.tr_ns().is_none() {
+                    match geometry.tr_s {
+                        Some(tr) => self.sequencer.set_tr_ns((tr * 1e9) as u64),
+                        None => self.warn(format!(
+                            "{}: session.tr is 0 and the header gives no TR; deadlines are off until one is known",
+                            path.display()
+                        )),
+                    }
+                }
+                if decoded.non_finite > 0 {
+                    warn!("{}: {} NaN/Inf voxels (kept, counted)", path.display(), decoded.non_finite);
+                }
+                let volume = Volume {
+                    index,
+                    path: path.to_owned(),
+                    geometry,
+                    data: decoded.data,
+                    non_finite: decoded.non_finite,
+                    seen_ns,
+                    read_ns,
+                };
+                self.sequencer.offer_volume(volume, read_ns);
+            }
+            Err(error) => {
+                let now = now_ns();
+                match self.tracker.read_failed(path, look_at(path), error.is_retryable(), now) {
+                    Failure::RetryAt(at) => {
+                        debug!("{error}; retry in {} ms", (at - now) / MS);
+                    }
+                    Failure::GiveUp { attempts } => {
+                        let reason = if error.is_retryable() {
+                            format!("{error} (still after {attempts} attempts)")
+                        } else {
+                            error.to_string()
+                        };
+                        warn!("rejected: {reason}");
+                        self.sequencer.offer_rejected(Some(index), path.to_owned(), reason, now);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn log_event(event: &IngestEvent) {
+    match event {
+        IngestEvent::Volume(v) => debug!(
+            index = v.index,
+            latency_ms = (v.read_ns.saturating_sub(v.seen_ns)) as f64 / 1e6,
+            "volume {}",
+            v.path.display()
+        ),
+        IngestEvent::Late(v) => warn!(index = v.index, "late volume {}", v.path.display()),
+        IngestEvent::Missing { index, .. } => warn!(index, "volume missing at its deadline"),
+        IngestEvent::Rejected { index, path, reason, .. } => {
+            warn!(index, "rejected {}: {reason}", path.display())
+        }
+        IngestEvent::Duplicate { index, path, .. } => {
+            warn!(index, "duplicate ignored: {}", path.display())
+        }
+        IngestEvent::Warning { .. } => {}
+        IngestEvent::RunEnded { reason, counts, .. } => info!(?reason, ?counts, "run ended"),
+    }
+}
