@@ -13,6 +13,7 @@ mod events;
 mod header;
 mod naming;
 mod nifti_read;
+pub mod nifti_write;
 pub mod replay;
 mod sequencer;
 mod service;

@@ -1,7 +1,8 @@
 //! The reorder buffer: decoded volumes (in any order) → one in-order stream with explicit gaps.
 //!
 //! Keyed by acquisition index. The next expected volume has a deadline (`deadline_tr` × TR after
-//! the previous volume's arrival); when it passes, `Missing` is emitted and the stream moves on,
+//! the previous volume's arrival, i.e. the moment it was decoded: comparing decode to decode
+//! keeps the detection latency of polling out of the margin); when it passes, `Missing` is emitted and the stream moves on,
 //! one TR per further missing index. A volume for a slot already declared missing or rejected
 //! comes out as `Late`; a second file for a delivered index as `Duplicate`. The run ends at the
 //! configured volume count or after `quiet_trs` TRs without any file.
@@ -35,7 +36,7 @@ pub struct Sequencer {
     settings: SequencerSettings,
     next: u32,
     deadline_ns: Option<u64>,
-    /// Arrival time of the latest in-order volume: deadlines count from here.
+    /// Decode time of the latest in-order volume: deadlines count from here.
     anchor_ns: Option<u64>,
     waiting: BTreeMap<u32, Slot>,
     delivered: HashMap<u32, PathBuf>,
@@ -168,7 +169,7 @@ impl Sequencer {
             let index = self.next;
             match slot {
                 Slot::Volume(v) => {
-                    self.anchor_ns = Some(self.anchor_ns.unwrap_or(0).max(v.seen_ns));
+                    self.anchor_ns = Some(self.anchor_ns.unwrap_or(0).max(v.read_ns));
                     self.delivered.insert(index, v.path.clone());
                     self.counts.delivered += 1;
                     self.last_delivered = Some(index);
@@ -192,7 +193,7 @@ impl Sequencer {
                 .waiting
                 .values()
                 .map(|s| match s {
-                    Slot::Volume(v) => v.seen_ns,
+                    Slot::Volume(v) => v.read_ns,
                     Slot::Rejected { at_ns, .. } => *at_ns,
                 })
                 .min();

@@ -17,7 +17,7 @@ pub enum FaultKind {
     /// This volume and the next are written in reverse order: the next at this slot, this one
     /// a quarter TR later.
     Swap,
-    /// Written, then written again half a TR later (a scanner re-export).
+    /// Written, then written again three quarters of a TR later (a scanner re-export).
     Duplicate,
     /// The file is created at full size filled with zeros, and filled a quarter TR later.
     Preallocate,
@@ -135,7 +135,7 @@ pub fn make_plan(o: &PlanOptions) -> Plan {
             }
             Some(FaultKind::Duplicate) => {
                 steps.push(step(p, slot, Op::Write));
-                steps.push(step(p, slot + tr / 2.0, Op::Rewrite));
+                steps.push(step(p, slot + tr * 0.75, Op::Rewrite));
             }
             Some(FaultKind::Preallocate) => {
                 steps.push(step(p, slot, Op::Preallocate));

@@ -1,0 +1,80 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use brainmclip::config::{SessionConfig, WatchMode};
+use brainmclip::ingest::nifti_write::NiftiSpec;
+use brainmclip::ingest::{Datatype, Ingest, IngestEvent};
+
+pub fn session(dir: &Path, watch: WatchMode, tr_s: f64, volumes: u32) -> SessionConfig {
+    let mut c = SessionConfig::default();
+    c.session.tr = tr_s;
+    c.session.volumes = volumes;
+    c.ingest.dir = dir.to_owned();
+    c.ingest.watch = watch;
+    c.ingest.poll_interval_ms = 20;
+    c.ingest.quiet_trs = 20.0;
+    c
+}
+
+/// Every event until `RunEnded` (included), or panics after `limit`.
+pub fn collect(ingest: &Ingest, limit: Duration) -> Vec<IngestEvent> {
+    let start = Instant::now();
+    let mut events = Vec::new();
+    loop {
+        let left = limit.checked_sub(start.elapsed()).unwrap_or_else(|| {
+            panic!("no RunEnded within {limit:?}; got {}", summary(&events).join(" "))
+        });
+        match ingest.events().recv_timeout(left) {
+            Ok(e) => {
+                let end = matches!(e, IngestEvent::RunEnded { .. });
+                events.push(e);
+                if end {
+                    return events;
+                }
+            }
+            Err(_) => panic!("no RunEnded within {limit:?}; got {}", summary(&events).join(" ")),
+        }
+    }
+}
+
+/// "v1 m2 l2 r3 d4 w end" pictures of an event list.
+pub fn summary(events: &[IngestEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| match e {
+            IngestEvent::Volume(v) => format!("v{}", v.index),
+            IngestEvent::Late(v) => format!("l{}", v.index),
+            IngestEvent::Missing { index, .. } => format!("m{index}"),
+            IngestEvent::Rejected { index, .. } => format!("r{}", index.map_or("?".into(), |i| i.to_string())),
+            IngestEvent::Duplicate { index, .. } => format!("d{index}"),
+            IngestEvent::Warning { .. } => "w".into(),
+            IngestEvent::RunEnded { .. } => "end".into(),
+        })
+        .collect()
+}
+
+/// A smooth deterministic int16-range volume that differs per `seed`.
+pub fn volume_values(dims: [usize; 3], seed: u32) -> Vec<f32> {
+    let mut out = Vec::with_capacity(dims.iter().product());
+    for z in 0..dims[2] {
+        for y in 0..dims[1] {
+            for x in 0..dims[0] {
+                let v = 1000.0
+                    + 300.0 * ((x as f32 * 0.3 + seed as f32 * 0.7).sin() + (y as f32 * 0.2).cos())
+                    + 10.0 * z as f32
+                    + ((x * 31 + y * 17 + z * 7 + seed as usize * 13) % 23) as f32;
+                out.push(v.round());
+            }
+        }
+    }
+    out
+}
+
+pub fn int16_spec(dims: &[usize], tr_s: f32) -> NiftiSpec {
+    let mut spec = NiftiSpec::new(dims, [3.0, 3.0, 3.5], Datatype::I16);
+    spec.tr_s = Some(tr_s);
+    spec
+}
