@@ -1,9 +1,13 @@
 //! The reorder buffer: decoded volumes (in any order) → one in-order stream with explicit gaps.
 //!
-//! Keyed by acquisition index. The next expected volume has a deadline (`deadline_tr` × TR after
-//! the previous volume's arrival, i.e. the moment it was decoded: comparing decode to decode
-//! keeps the detection latency of polling out of the margin); when it passes, `Missing` is emitted and the stream moves on,
-//! one TR per further missing index. A volume for a slot already declared missing or rejected
+//! Keyed by acquisition index. The next expected volume has a deadline: `deadline_tr` × TR after
+//! the previous volume's arrival (its decode time: comparing decode to decode keeps the
+//! detection latency of polling out of the margin). Precisely, every volume delivered in order
+//! predicts when each later index is due (its arrival + one TR per index); the deadline is the
+//! latest such prediction plus `deadline_tr - 1` TRs. So two neighbours written in swapped order
+//! do not make the next volume look late, and consecutive missing volumes fall one TR apart.
+//! Late volumes move no deadline (a file completed long after its slot says nothing of the
+//! schedule). When a deadline passes, `Missing` is emitted and the stream moves on. A volume for a slot already declared missing or rejected
 //! comes out as `Late`; a second file for a delivered index as `Duplicate`. The run ends at the
 //! configured volume count or after `quiet_trs` TRs without any file.
 //!
@@ -35,9 +39,10 @@ enum Slot {
 pub struct Sequencer {
     settings: SequencerSettings,
     next: u32,
-    deadline_ns: Option<u64>,
-    /// Decode time of the latest in-order volume: deadlines count from here.
-    anchor_ns: Option<u64>,
+    /// max over in-order arrivals of (arrival - index x TR): when index 0 "would have" come.
+    phase_ns: Option<i128>,
+    /// Deadline of the first volume when none has been delivered but later ones wait.
+    first_deadline_ns: Option<u64>,
     waiting: BTreeMap<u32, Slot>,
     delivered: HashMap<u32, PathBuf>,
     /// Slots declared missing or rejected: a valid volume for one of these is `Late`.
@@ -54,8 +59,8 @@ impl Sequencer {
         Sequencer {
             next: settings.first_index,
             settings,
-            deadline_ns: None,
-            anchor_ns: None,
+            phase_ns: None,
+            first_deadline_ns: None,
             waiting: BTreeMap::new(),
             delivered: HashMap::new(),
             gaps: HashSet::new(),
@@ -169,26 +174,24 @@ impl Sequencer {
             let index = self.next;
             match slot {
                 Slot::Volume(v) => {
-                    self.anchor_ns = Some(self.anchor_ns.unwrap_or(0).max(v.read_ns));
+                    self.observe_arrival(index, v.read_ns);
                     self.delivered.insert(index, v.path.clone());
                     self.counts.delivered += 1;
                     self.last_delivered = Some(index);
                     self.out.push(IngestEvent::Volume(v));
                 }
                 Slot::Rejected { path, reason, at_ns } => {
-                    self.anchor_ns = Some(self.anchor_ns.unwrap_or(0).max(at_ns));
+                    self.observe_arrival(index, at_ns);
                     self.gaps.insert(index);
                     self.out.push(IngestEvent::Rejected { index: Some(index), path, reason, at_ns });
                 }
             }
             self.next += 1;
-            self.deadline_ns =
-                self.anchor_ns.zip(self.tr_times(self.settings.deadline_tr)).map(|(a, d)| a + d);
             self.check_total(now_ns);
         }
         // Nothing delivered yet but later volumes are here: the first is due half a TR
         // (deadline_tr - 1) after the earliest of them.
-        if self.deadline_ns.is_none() && self.anchor_ns.is_none() {
+        if self.phase_ns.is_none() && self.first_deadline_ns.is_none() {
             let earliest = self
                 .waiting
                 .values()
@@ -198,8 +201,27 @@ impl Sequencer {
                 })
                 .min();
             if let (Some(t), Some(slack)) = (earliest, self.tr_times(self.settings.deadline_tr - 1.0)) {
-                self.deadline_ns = Some(t + slack);
+                self.first_deadline_ns = Some(t + slack);
             }
+        }
+    }
+
+    fn observe_arrival(&mut self, index: u32, at_ns: u64) {
+        if let Some(tr) = self.settings.tr_ns {
+            let phase = at_ns as i128 - index as i128 * tr as i128;
+            self.phase_ns = Some(self.phase_ns.map_or(phase, |p| p.max(phase)));
+        }
+    }
+
+    /// When the next index is due.
+    fn deadline_ns(&self) -> Option<u64> {
+        let tr = self.settings.tr_ns? as f64;
+        match self.phase_ns {
+            Some(phase) => {
+                let due = phase as f64 + (self.next as f64 - 1.0 + self.settings.deadline_tr) * tr;
+                Some(due.max(0.0) as u64)
+            }
+            None => self.first_deadline_ns,
         }
     }
 
@@ -214,13 +236,15 @@ impl Sequencer {
     /// Applies deadlines and the quiet-time end at `now_ns`.
     pub fn tick(&mut self, now_ns: u64) {
         while !self.ended {
-            match (self.deadline_ns, self.settings.tr_ns) {
-                (Some(deadline), Some(tr)) if now_ns >= deadline => {
+            match self.deadline_ns() {
+                Some(deadline) if now_ns >= deadline => {
                     self.gaps.insert(self.next);
                     self.counts.missing += 1;
                     self.out.push(IngestEvent::Missing { index: self.next, deadline_ns: deadline });
                     self.next += 1;
-                    self.deadline_ns = Some(deadline + tr);
+                    if self.phase_ns.is_none() {
+                        self.first_deadline_ns = self.settings.tr_ns.map(|tr| deadline + tr);
+                    }
                     self.check_total(now_ns);
                     self.drain(now_ns);
                 }
@@ -243,7 +267,7 @@ impl Sequencer {
             .last_activity_ns
             .zip(self.tr_times(self.settings.quiet_trs))
             .map(|(a, q)| a + q);
-        [self.deadline_ns, quiet].into_iter().flatten().min()
+        [self.deadline_ns(), quiet].into_iter().flatten().min()
     }
 
     /// Ends the run (also used when stopped from outside). Volumes still waiting behind a gap

@@ -170,3 +170,34 @@ fn unknown_tr_means_no_deadline_until_it_is_set() {
     s.offer_volume(vol(2, 101 * TR), 101 * TR);
     assert_eq!(s.next_wakeup_ns(), Some(101 * TR + TR * 3 / 2));
 }
+
+#[test]
+fn a_swap_does_not_make_the_following_volume_look_late() {
+    let mut s = Sequencer::new(settings(None));
+    // Slots at i x TR: 4 is written in 3's slot, 3 a quarter TR later.
+    s.offer_volume(vol(1, TR), TR);
+    s.offer_volume(vol(2, 2 * TR), 2 * TR);
+    s.offer_volume(vol(4, 3 * TR), 3 * TR);
+    s.offer_volume(vol(3, 3 * TR + TR / 4), 3 * TR + TR / 4);
+    // 5 is due 1.5 TR after 3's arrival projected one index on: 3.25 + 2.5 TR.
+    assert_eq!(s.next_wakeup_ns(), Some(3 * TR + TR / 4 + 5 * TR / 2));
+    s.tick(5 * TR);
+    s.offer_volume(vol(5, 5 * TR), 5 * TR);
+    assert_eq!(summary(&s.take_events()), ["v1", "v2", "v3", "v4", "v5"]);
+}
+
+#[test]
+fn late_volumes_move_no_deadline_and_cause_no_cascade() {
+    let mut s = Sequencer::new(settings(None));
+    s.offer_volume(vol(1, TR), TR);
+    s.tick(2 * TR + TR / 2);
+    // 2 is half a TR too late: missing, then late; 3 on time is still in order.
+    s.offer_volume(vol(2, 2 * TR + 6 * TR / 10), 2 * TR + 6 * TR / 10);
+    s.offer_volume(vol(3, 3 * TR), 3 * TR);
+    assert_eq!(summary(&s.take_events()), ["v1", "m2", "l2", "v3"]);
+    assert_eq!(s.next_wakeup_ns(), Some(3 * TR + 3 * TR / 2));
+    // A file completed long after its slot does not stretch the schedule either.
+    s.offer_volume(vol(4, 4 * TR), 4 * TR);
+    s.offer_volume(vol(2, 9 * TR), 9 * TR);
+    assert_eq!(s.next_wakeup_ns(), Some(4 * TR + 3 * TR / 2));
+}

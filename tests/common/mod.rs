@@ -78,3 +78,23 @@ pub fn int16_spec(dims: &[usize], tr_s: f32) -> NiftiSpec {
     spec.tr_s = Some(tr_s);
     spec
 }
+
+/// Every event with the clock time it was received, until `RunEnded`.
+pub fn collect_timed(ingest: &Ingest, limit: Duration) -> Vec<(IngestEvent, u64)> {
+    let start = Instant::now();
+    let mut events = Vec::new();
+    while let Some(left) = limit.checked_sub(start.elapsed()) {
+        match ingest.events().recv_timeout(left) {
+            Ok(e) => {
+                let end = matches!(e, IngestEvent::RunEnded { .. });
+                events.push((e, brainmclip::clock::now_ns()));
+                if end {
+                    return events;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let got: Vec<IngestEvent> = events.into_iter().map(|(e, _)| e).collect();
+    panic!("no RunEnded within {limit:?}; got {}", summary(&got).join(" "))
+}
