@@ -24,9 +24,13 @@ const DIMS: [usize; 3] = [81, 104, 83];
 
 /// A brain-like int16 volume: an ellipsoid of tissue with smooth structure and noise.
 fn nsd_like_volume(seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut noise = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
     };
     let mut out = Vec::with_capacity(DIMS.iter().product());
@@ -40,7 +44,9 @@ fn nsd_like_volume(seed: u64) -> Vec<f32> {
                 );
                 let r2 = dx * dx + dy * dy + dz * dz;
                 let v = if r2 < 1.0 {
-                    900.0 + 250.0 * ((x as f32 * 0.21).sin() * (y as f32 * 0.17).cos()) + 40.0 * noise()
+                    900.0
+                        + 250.0 * ((x as f32 * 0.21).sin() * (y as f32 * 0.17).cos())
+                        + 40.0 * noise()
                 } else {
                     8.0 * noise().abs()
                 };
@@ -114,7 +120,9 @@ fn read_benchmark(dir: &Path) {
             let bytes = std::fs::read(&gz).unwrap();
             // gzip member: 10-byte header (no optional fields from our writer), deflate body.
             let mut out = Vec::with_capacity(2 << 20);
-            DeflateDecoder::new(&bytes[10..]).read_to_end(&mut out).unwrap();
+            DeflateDecoder::new(&bytes[10..])
+                .read_to_end(&mut out)
+                .unwrap();
             std::hint::black_box(out);
         }));
         ours_gz.push(time_ms(&mut || {
@@ -131,7 +139,11 @@ fn read_benchmark(dir: &Path) {
     let o_gz = summarize(".nii.gz ours: read+inflate+CRC+convert", ours_gz);
     let c_nii = summarize(".nii   nifti crate read + into_ndarray", crate_nii);
     let c_gz = summarize(".nii.gz nifti crate (no CRC check)", crate_gz);
-    println!("  => ours vs the nifti crate: .nii {:.1}x faster, .nii.gz {:.1}x faster", c_nii / o_nii, c_gz / o_gz);
+    println!(
+        "  => ours vs the nifti crate: .nii {:.1}x faster, .nii.gz {:.1}x faster",
+        c_nii / o_nii,
+        c_gz / o_gz
+    );
     println!(
         "  => .nii {:.3} ms (budget 1 ms: {}), {:.2}x its floor",
         o_nii,
@@ -159,7 +171,9 @@ fn latency_benchmark(dir: &Path, watch: WatchMode, poll_ms: u64, stability_ms: u
     config.ingest.stability_ms = stability_ms;
     let ingest = Ingest::start(&config).unwrap();
     let spec = NiftiSpec::new(&[64, 64, 36], [3.0; 3], Datatype::I16);
-    let files: Vec<Vec<u8>> = (0..n).map(|i| nifti_bytes(&spec, &vec![i as f32; 64 * 64 * 36], true).unwrap()).collect();
+    let files: Vec<Vec<u8>> = (0..n)
+        .map(|i| nifti_bytes(&spec, &vec![i as f32; 64 * 64 * 36], true).unwrap())
+        .collect();
     let writer = std::thread::spawn(move || {
         let mut closed = Vec::new();
         for (i, bytes) in files.iter().enumerate() {
@@ -180,8 +194,10 @@ fn latency_benchmark(dir: &Path, watch: WatchMode, poll_ms: u64, stability_ms: u
         }
     }
     let closed = writer.join().unwrap();
-    let ms: Vec<f64> =
-        received.iter().map(|(i, t)| (*t as f64 - closed[*i as usize - 1] as f64) / 1e6).collect();
+    let ms: Vec<f64> = received
+        .iter()
+        .map(|(i, t)| (*t as f64 - closed[*i as usize - 1] as f64) / 1e6)
+        .collect();
     assert_eq!(ms.len(), n as usize, "every volume must arrive");
     let label = match watch {
         WatchMode::Events => "events: close -> Volume event".to_string(),

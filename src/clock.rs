@@ -49,7 +49,10 @@ mod tests {
         let a = now_ns();
         let b = now_ns();
         assert!(b >= a);
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
         // Within a second of the wall clock: the anchor was read moments ago.
         assert!(wall.abs_diff(b) < 1_000_000_000, "clock {b} vs wall {wall}");
         let i = Instant::now();

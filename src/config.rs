@@ -23,7 +23,11 @@ pub enum ConfigError {
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: `{key}` {message}")]
-    Invalid { path: PathBuf, key: &'static str, message: String },
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -47,7 +51,12 @@ pub struct SessionSection {
 
 impl Default for SessionSection {
     fn default() -> Self {
-        SessionSection { subject: "sub-01".into(), tr: 0.0, volumes: 0, first_index: 1 }
+        SessionSection {
+            subject: "sub-01".into(),
+            tr: 0.0,
+            volumes: 0,
+            first_index: 1,
+        }
     }
 }
 
@@ -117,7 +126,9 @@ pub struct OutputConfig {
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig { dir: PathBuf::from("session-out") }
+        OutputConfig {
+            dir: PathBuf::from("session-out"),
+        }
     }
 }
 
@@ -125,8 +136,10 @@ impl SessionConfig {
     /// Reads, parses and validates a session file. Relative paths inside it are taken relative
     /// to the file's folder, so a session folder can be moved as a whole.
     pub fn load(path: &Path) -> Result<SessionConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let mut config = SessionConfig::parse(&text, path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
@@ -159,7 +172,11 @@ impl SessionConfig {
     /// Checks every value whose type alone does not make it valid.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key: &'static str, message: String| {
-            Err(ConfigError::Invalid { path: path.to_owned(), key, message })
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                key,
+                message,
+            })
         };
         let s = &self.session;
         if !(s.tr.is_finite() && s.tr >= 0.0) {
@@ -173,14 +190,20 @@ impl SessionConfig {
             );
         }
         if i.poll_interval_ms == 0 {
-            return invalid("ingest.poll_interval_ms", "is 0, expected at least 1".into());
+            return invalid(
+                "ingest.poll_interval_ms",
+                "is 0, expected at least 1".into(),
+            );
         }
         match regex::Regex::new(&i.pattern) {
             Err(e) => return invalid("ingest.pattern", format!("is not a valid regex: {e}")),
             Ok(r) if r.captures_len() < 2 => {
                 return invalid(
                     "ingest.pattern",
-                    format!("{:?} has no capture group; expected one around the index digits", i.pattern),
+                    format!(
+                        "{:?} has no capture group; expected one around the index digits",
+                        i.pattern
+                    ),
                 )
             }
             Ok(_) => {}
@@ -188,11 +211,17 @@ impl SessionConfig {
         if !(i.deadline_tr.is_finite() && i.deadline_tr >= 1.0) {
             return invalid(
                 "ingest.deadline_tr",
-                format!("is {}, expected at least 1.0 (a volume cannot be due before its TR)", i.deadline_tr),
+                format!(
+                    "is {}, expected at least 1.0 (a volume cannot be due before its TR)",
+                    i.deadline_tr
+                ),
             );
         }
         if !(i.quiet_trs.is_finite() && i.quiet_trs > 0.0) {
-            return invalid("ingest.quiet_trs", format!("is {}, expected > 0", i.quiet_trs));
+            return invalid(
+                "ingest.quiet_trs",
+                format!("is {}, expected > 0", i.quiet_trs),
+            );
         }
         if !(i.affine_tolerance_mm.is_finite() && i.affine_tolerance_mm >= 0.0) {
             return invalid(
@@ -201,10 +230,16 @@ impl SessionConfig {
             );
         }
         if i.max_voxels == 0 {
-            return invalid("ingest.max_voxels", "is 0, expected a positive voxel count".into());
+            return invalid(
+                "ingest.max_voxels",
+                "is 0, expected a positive voxel count".into(),
+            );
         }
         if i.channel_capacity == 0 {
-            return invalid("ingest.channel_capacity", "is 0, expected at least 1".into());
+            return invalid(
+                "ingest.channel_capacity",
+                "is 0, expected at least 1".into(),
+            );
         }
         Ok(())
     }
@@ -217,7 +252,11 @@ mod tests {
     fn keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
         if let toml::Value::Table(t) = value {
             for (k, v) in t {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 if v.is_table() {
                     keys(v, &key, out);
                 } else {
@@ -232,7 +271,11 @@ mod tests {
         let parsed = SessionConfig::parse(EXAMPLE, Path::new("example")).unwrap();
         assert_eq!(parsed, SessionConfig::default());
         let mut all = Vec::new();
-        keys(&toml::Value::try_from(SessionConfig::default()).unwrap(), "", &mut all);
+        keys(
+            &toml::Value::try_from(SessionConfig::default()).unwrap(),
+            "",
+            &mut all,
+        );
         let example: toml::Value = toml::from_str(EXAMPLE).unwrap();
         let mut shown = Vec::new();
         keys(&example, "", &mut shown);
@@ -266,7 +309,10 @@ mod tests {
         let err = SessionConfig::parse("[ingest]\npattern = '\\d+'\n", Path::new("s.toml"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("ingest.pattern") && err.contains("capture group"), "{err}");
+        assert!(
+            err.contains("ingest.pattern") && err.contains("capture group"),
+            "{err}"
+        );
         let err = SessionConfig::parse("[ingest]\nwatch = \"inotify\"\n", Path::new("s.toml"))
             .unwrap_err()
             .to_string();
@@ -277,11 +323,17 @@ mod tests {
     fn load_resolves_relative_paths_against_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("session.toml");
-        std::fs::write(&file, "[ingest]\ndir = \"incoming\"\nreference = \"/abs/ref.nii\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "[ingest]\ndir = \"incoming\"\nreference = \"/abs/ref.nii\"\n",
+        )
+        .unwrap();
         let c = SessionConfig::load(&file).unwrap();
         assert_eq!(c.ingest.dir, dir.path().join("incoming"));
         assert_eq!(c.ingest.reference, Some(PathBuf::from("/abs/ref.nii")));
-        let missing = SessionConfig::load(&dir.path().join("nope.toml")).unwrap_err().to_string();
+        let missing = SessionConfig::load(&dir.path().join("nope.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("nope.toml"), "{missing}");
     }
 }

@@ -33,8 +33,19 @@ pub fn inspect(path: &Path, max_voxels: usize) -> Result<Inspection, ReadError> 
     let mut reader = RunReader::open(path, max_voxels)?;
     let header = reader.header().clone();
     let n_volumes = reader.n_volumes();
-    let tsnr = if n_volumes > 1 { Some(tsnr(&mut reader)?) } else { None };
-    Ok(Inspection { path: path.to_owned(), kind, geometry: header.geometry(), header, n_volumes, tsnr })
+    let tsnr = if n_volumes > 1 {
+        Some(tsnr(&mut reader)?)
+    } else {
+        None
+    };
+    Ok(Inspection {
+        path: path.to_owned(),
+        kind,
+        geometry: header.geometry(),
+        header,
+        n_volumes,
+        tsnr,
+    })
 }
 
 /// Welford's running mean and variance per voxel over the volumes, in f64.
@@ -61,13 +72,21 @@ fn tsnr(reader: &mut RunReader) -> Result<Tsnr, ReadError> {
         .collect();
     values.sort_by(f64::total_cmp);
     let voxels = values.len();
-    let mean_tsnr = if voxels > 0 { values.iter().sum::<f64>() / voxels as f64 } else { 0.0 };
+    let mean_tsnr = if voxels > 0 {
+        values.iter().sum::<f64>() / voxels as f64
+    } else {
+        0.0
+    };
     let median = match voxels {
         0 => 0.0,
         n if n % 2 == 1 => values[n / 2],
         n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     };
-    Ok(Tsnr { voxels, mean: mean_tsnr, median })
+    Ok(Tsnr {
+        voxels,
+        mean: mean_tsnr,
+        median,
+    })
 }
 
 fn xform_name(code: i16) -> &'static str {
@@ -87,24 +106,61 @@ impl fmt::Display for Inspection {
         let h = &self.header;
         let g = &self.geometry;
         writeln!(f, "file         {} ({:?})", self.path.display(), self.kind)?;
-        writeln!(f, "dims         {:?} ({} volume{})", h.dims, self.n_volumes, if self.n_volumes == 1 { "" } else { "s" })?;
-        writeln!(f, "voxel size   {:.3} x {:.3} x {:.3} mm", g.voxel_size[0], g.voxel_size[1], g.voxel_size[2])?;
+        writeln!(
+            f,
+            "dims         {:?} ({} volume{})",
+            h.dims,
+            self.n_volumes,
+            if self.n_volumes == 1 { "" } else { "s" }
+        )?;
+        writeln!(
+            f,
+            "voxel size   {:.3} x {:.3} x {:.3} mm",
+            g.voxel_size[0], g.voxel_size[1], g.voxel_size[2]
+        )?;
         match g.tr_s {
             Some(tr) => writeln!(f, "TR           {tr:.3} s")?,
-            None => writeln!(f, "TR           not set (pixdim[4] = {})", h.fields.pixdim[4])?,
+            None => writeln!(
+                f,
+                "TR           not set (pixdim[4] = {})",
+                h.fields.pixdim[4]
+            )?,
         }
-        let order = if h.big_endian { "big-endian" } else { "little-endian" };
-        writeln!(f, "datatype     {} ({order}, code {})", h.datatype, h.datatype.code())?;
+        let order = if h.big_endian {
+            "big-endian"
+        } else {
+            "little-endian"
+        };
+        writeln!(
+            f,
+            "datatype     {} ({order}, code {})",
+            h.datatype,
+            h.datatype.code()
+        )?;
         match h.scaling {
             Some((slope, inter)) => writeln!(f, "scaling      value = {slope} x stored + {inter}")?,
             None => writeln!(f, "scaling      none")?,
         }
-        writeln!(f, "sform        {} ({})", h.fields.sform_code, xform_name(h.fields.sform_code))?;
-        writeln!(f, "qform        {} ({})", h.fields.qform_code, xform_name(h.fields.qform_code))?;
+        writeln!(
+            f,
+            "sform        {} ({})",
+            h.fields.sform_code,
+            xform_name(h.fields.sform_code)
+        )?;
+        writeln!(
+            f,
+            "qform        {} ({})",
+            h.fields.qform_code,
+            xform_name(h.fields.qform_code)
+        )?;
         writeln!(f, "orientation  {}", g.orientation())?;
         writeln!(f, "affine")?;
         for row in &g.affine {
-            writeln!(f, "  {:>10.4} {:>10.4} {:>10.4} {:>10.4}", row[0], row[1], row[2], row[3])?;
+            writeln!(
+                f,
+                "  {:>10.4} {:>10.4} {:>10.4} {:>10.4}",
+                row[0], row[1], row[2], row[3]
+            )?;
         }
         let descrip = String::from_utf8_lossy(&h.fields.descrip);
         let descrip = descrip.trim_end_matches('\0').trim();

@@ -14,7 +14,11 @@ use brainmclip::ingest::replay::{run_replay, FaultKind, OutFormat, ReplayOptions
 use brainmclip::ingest::{Ingest, IngestEvent};
 
 #[derive(Parser)]
-#[command(name = "brainmclip", version, about = "Live fMRI-to-image decoding beside the scanner")]
+#[command(
+    name = "brainmclip",
+    version,
+    about = "Live fMRI-to-image decoding beside the scanner"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +42,7 @@ enum Command {
         max_voxels: usize,
     },
     /// Scanner emulator: write a recorded run into an export directory at TR pace, with faults.
-    Replay(ReplayArgs),
+    Replay(Box<ReplayArgs>),
     /// The live daemon: watch the export directory named in the session file.
     Run {
         #[arg(long, value_name = "FILE")]
@@ -106,7 +110,7 @@ fn parse_kind(text: &str) -> Result<FaultKind> {
     })
 }
 
-fn replay(args: ReplayArgs) -> Result<()> {
+fn replay(args: Box<ReplayArgs>) -> Result<()> {
     let mut o = ReplayOptions::new(&args.source, &args.to);
     o.tr_s = args.tr;
     o.speed = args.speed;
@@ -128,23 +132,38 @@ fn replay(args: ReplayArgs) -> Result<()> {
     o.manifest = args.manifest;
     let mut faults = BTreeMap::new();
     for f in &args.fault {
-        let (index, kind) = f.split_once(':').with_context(|| format!("--fault {f:?}: expected INDEX:KIND"))?;
-        let index: u32 = index.parse().with_context(|| format!("--fault {f:?}: {index:?} is not an index"))?;
+        let (index, kind) = f
+            .split_once(':')
+            .with_context(|| format!("--fault {f:?}: expected INDEX:KIND"))?;
+        let index: u32 = index
+            .parse()
+            .with_context(|| format!("--fault {f:?}: {index:?} is not an index"))?;
         faults.insert(index, parse_kind(kind)?);
     }
     o.faults_at = faults;
     for r in &args.rate {
-        let (kind, p) = r.split_once('=').with_context(|| format!("--rate {r:?}: expected KIND=P"))?;
-        let p: f64 = p.parse().with_context(|| format!("--rate {r:?}: {p:?} is not a probability"))?;
+        let (kind, p) = r
+            .split_once('=')
+            .with_context(|| format!("--rate {r:?}: expected KIND=P"))?;
+        let p: f64 = p
+            .parse()
+            .with_context(|| format!("--rate {r:?}: {p:?} is not a probability"))?;
         if !(0.0..=1.0).contains(&p) {
             bail!("--rate {r:?}: the probability must be within 0..1");
         }
         o.rates.push((parse_kind(kind)?, p));
     }
-    eprintln!("replaying {} into {} ...", o.source.display(), o.to.display());
+    eprintln!(
+        "replaying {} into {} ...",
+        o.source.display(),
+        o.to.display()
+    );
     let manifest = run_replay(&o)?;
-    let faults: Vec<String> =
-        manifest.volumes.iter().filter_map(|v| v.fault.map(|k| format!("{}:{k:?}", v.index))).collect();
+    let faults: Vec<String> = manifest
+        .volumes
+        .iter()
+        .filter_map(|v| v.fault.map(|k| format!("{}:{k:?}", v.index)))
+        .collect();
     println!(
         "wrote {} volumes ({} file operations) into {} at TR {:.3} s / speed {}; faults: {}",
         manifest.n_volumes,
@@ -152,7 +171,11 @@ fn replay(args: ReplayArgs) -> Result<()> {
         o.to.display(),
         manifest.tr_s,
         manifest.speed,
-        if faults.is_empty() { "none".to_string() } else { faults.join(", ") }
+        if faults.is_empty() {
+            "none".to_string()
+        } else {
+            faults.join(", ")
+        }
     );
     Ok(())
 }
@@ -166,18 +189,26 @@ fn run(config_path: PathBuf, dir: Option<PathBuf>) -> Result<()> {
         .with_context(|| format!("output.dir {}: cannot create", config.output.dir.display()))?;
     let log_path = config.output.dir.join("events.jsonl");
     let mut log = std::io::BufWriter::new(
-        std::fs::File::create(&log_path).with_context(|| format!("{}: cannot create", log_path.display()))?,
+        std::fs::File::create(&log_path)
+            .with_context(|| format!("{}: cannot create", log_path.display()))?,
     );
     let ingest = Ingest::start(&config)?;
     let stop = ingest.stop_flag();
     std::thread::spawn(move || {
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
                 stop.store(true, Ordering::SeqCst);
             }
         }
     });
-    tracing::info!("watching {} ({:?} mode)", config.ingest.dir.display(), config.ingest.watch);
+    tracing::info!(
+        "watching {} ({:?} mode)",
+        config.ingest.dir.display(),
+        config.ingest.watch
+    );
     for event in ingest.events().iter() {
         serde_json::to_writer(&mut log, &event.to_log_record())?;
         writeln!(log)?;
@@ -186,9 +217,35 @@ fn run(config_path: PathBuf, dir: Option<PathBuf>) -> Result<()> {
             IngestEvent::Volume(v) => tracing::info!(
                 "volume {:>4}  {}  {:.1} ms seen→read",
                 v.index,
-                v.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                v.path
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default(),
                 v.read_ns.saturating_sub(v.seen_ns) as f64 / 1e6
             ),
+            IngestEvent::Late(v) => tracing::warn!(
+                "volume {:>4}  late (after its Missing record), {}",
+                v.index,
+                v.path.display()
+            ),
+            IngestEvent::Missing { index, .. } => {
+                tracing::warn!("volume {index:>4}  missing at its deadline")
+            }
+            IngestEvent::Rejected {
+                index,
+                path,
+                reason,
+                ..
+            } => {
+                tracing::warn!(
+                    "volume {}  rejected: {reason} ({})",
+                    index.map_or("?".into(), |i| i.to_string()),
+                    path.display()
+                )
+            }
+            IngestEvent::Duplicate { index, path, .. } => {
+                tracing::warn!("volume {index:>4}  duplicate ignored: {}", path.display())
+            }
             IngestEvent::Warning { message, .. } => tracing::warn!("{message}"),
             IngestEvent::RunEnded { reason, counts, .. } => {
                 println!(
@@ -198,7 +255,6 @@ fn run(config_path: PathBuf, dir: Option<PathBuf>) -> Result<()> {
                 );
                 break;
             }
-            _ => {}
         }
     }
     Ok(())
@@ -220,9 +276,13 @@ fn main() -> Result<()> {
                 println!("{}", toml::to_string_pretty(&config)?);
                 eprintln!("{}: valid", path.display());
             }
-            (false, None) => bail!("say --example to print a session file, or --check FILE to validate one"),
+            (false, None) => {
+                bail!("say --example to print a session file, or --check FILE to validate one")
+            }
         },
-        Command::Inspect { file, max_voxels } => print!("{}", brainmclip::inspect::inspect(&file, max_voxels)?),
+        Command::Inspect { file, max_voxels } => {
+            print!("{}", brainmclip::inspect::inspect(&file, max_voxels)?)
+        }
         Command::Replay(args) => replay(args)?,
         Command::Run { config, dir } => run(config, dir)?,
     }

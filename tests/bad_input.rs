@@ -30,7 +30,10 @@ fn truncated_header() {
     let err = read_volume_file(&path, 1 << 20).unwrap_err();
     assert!(matches!(err, ReadError::Incomplete { .. }));
     let text = err.to_string();
-    assert!(text.contains("v_0001.nii") && text.contains("100 bytes") && text.contains("348"), "{text}");
+    assert!(
+        text.contains("v_0001.nii") && text.contains("100 bytes") && text.contains("348"),
+        "{text}"
+    );
     assert!(err.is_retryable());
 }
 
@@ -40,7 +43,10 @@ fn truncated_voxels_of_an_uncompressed_file() {
     let bytes = good_bytes(1);
     let path = write(dir.path(), "v_0001.nii", &bytes[..bytes.len() - 10]);
     let text = read_volume_file(&path, 1 << 20).unwrap_err().to_string();
-    assert!(text.contains("incomplete") && text.contains(&format!("implies {}", bytes.len())), "{text}");
+    assert!(
+        text.contains("incomplete") && text.contains(&format!("implies {}", bytes.len())),
+        "{text}"
+    );
 }
 
 #[test]
@@ -50,7 +56,10 @@ fn wrong_magic() {
     bytes[344..348].copy_from_slice(b"abc\0");
     let path = write(dir.path(), "v_0001.nii", &bytes);
     let text = read_volume_file(&path, 1 << 20).unwrap_err().to_string();
-    assert!(text.contains("v_0001.nii: not a NIfTI-1 file") && text.contains("magic"), "{text}");
+    assert!(
+        text.contains("v_0001.nii: not a NIfTI-1 file") && text.contains("magic"),
+        "{text}"
+    );
     // NIfTI-2 is named as such.
     bytes[0..4].copy_from_slice(&540i32.to_le_bytes());
     let path = write(dir.path(), "v_0002.nii", &bytes);
@@ -68,7 +77,16 @@ fn absurd_dims_are_refused_before_allocating() {
     let path = write(dir.path(), "v_0001.nii", &bytes);
     let err = read_volume_file(&path, 1 << 26).unwrap_err();
     // 2.7e13 voxels: had we allocated, this test would abort, not return an error.
-    assert!(matches!(err, ReadError::TooLarge { voxels: 27_000_000_000_000, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ReadError::TooLarge {
+                voxels: 27_000_000_000_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(!err.is_retryable());
     assert!(err.to_string().contains("[30000, 30000, 30000]"), "{err}");
     // A negative dimension is named too.
@@ -87,7 +105,12 @@ fn unsupported_datatype() {
     let err = read_volume_file(&path, 1 << 20).unwrap_err();
     assert!(!err.is_retryable());
     let text = err.to_string();
-    assert!(text.contains("v_0001.nii") && text.contains("32 (complex64)") && text.contains("expected uint8"), "{text}");
+    assert!(
+        text.contains("v_0001.nii")
+            && text.contains("32 (complex64)")
+            && text.contains("expected uint8"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -96,7 +119,10 @@ fn every_truncation_of_a_gzip_stream_is_caught() {
     let path = Path::new("v_0001.nii.gz");
     assert!(inflate_verified(&compressed, path, 1 << 20).is_ok());
     // nifti-rs would load most of these silently; we must refuse every one.
-    for cut in (1..compressed.len()).step_by(7).chain(compressed.len() - 8..compressed.len()) {
+    for cut in (1..compressed.len())
+        .step_by(7)
+        .chain(compressed.len() - 8..compressed.len())
+    {
         let err = inflate_verified(&compressed[..cut], path, 1 << 20).unwrap_err();
         assert!(err.is_retryable(), "cut at {cut}: {err}");
     }
@@ -104,7 +130,9 @@ fn every_truncation_of_a_gzip_stream_is_caught() {
     let mut bad = compressed.clone();
     let n = bad.len();
     bad[n - 8] ^= 0x55;
-    let text = inflate_verified(&bad, path, 1 << 20).unwrap_err().to_string();
+    let text = inflate_verified(&bad, path, 1 << 20)
+        .unwrap_err()
+        .to_string();
     assert!(text.contains("v_0001.nii.gz"), "{text}");
     // A wrong length field.
     let mut bad = compressed.clone();
@@ -145,27 +173,46 @@ fn the_stream_goes_on_past_every_bad_file() {
     nan[11] = f32::NEG_INFINITY;
     write_nifti(&d.join("v_0006.nii"), &fspec, &nan).unwrap();
     // Geometry changes mid-run, then returns.
-    write_nifti(&d.join("v_0007.nii"), &int16_spec(&[8, 6, 5], 0.2), &volume_values([8, 6, 5], 7)).unwrap();
+    write_nifti(
+        &d.join("v_0007.nii"),
+        &int16_spec(&[8, 6, 5], 0.2),
+        &volume_values([8, 6, 5], 7),
+    )
+    .unwrap();
     write_nifti(&d.join("v_0008.nii"), &spec, &volume_values(DIMS, 8)).unwrap();
 
     let events = collect(&ingest, Duration::from_secs(20));
-    let s = summary(&events).into_iter().filter(|e| e != "w").collect::<Vec<_>>();
+    let s = summary(&events)
+        .into_iter()
+        .filter(|e| e != "w")
+        .collect::<Vec<_>>();
     assert_eq!(s, ["v1", "r2", "r3", "r4", "r5", "v6", "r7", "v8", "end"]);
     let reason = |index: u32| {
         events
             .iter()
             .find_map(|e| match e {
-                IngestEvent::Rejected { index: Some(i), reason, .. } if *i == index => Some(reason.clone()),
+                IngestEvent::Rejected {
+                    index: Some(i),
+                    reason,
+                    ..
+                } if *i == index => Some(reason.clone()),
                 _ => None,
             })
             .unwrap()
     };
-    assert!(reason(2).contains("v_0002.nii: incomplete") && reason(2).contains("after 3 attempts"), "{}", reason(2));
+    assert!(
+        reason(2).contains("v_0002.nii: incomplete") && reason(2).contains("after 3 attempts"),
+        "{}",
+        reason(2)
+    );
     assert!(reason(3).contains("magic"), "{}", reason(3));
     assert!(reason(4).contains("over the limit"), "{}", reason(4));
     assert!(reason(5).contains("complex128"), "{}", reason(5));
     let r7 = reason(7);
-    assert!(r7.contains("v_0001.nii") && r7.contains("dims [8, 6, 4] vs [8, 6, 5]"), "{r7}");
+    assert!(
+        r7.contains("v_0001.nii") && r7.contains("dims [8, 6, 4] vs [8, 6, 5]"),
+        "{r7}"
+    );
     let v6 = events.iter().find_map(|e| match e {
         IngestEvent::Volume(v) if v.index == 6 => Some(v),
         _ => None,
@@ -175,7 +222,10 @@ fn the_stream_goes_on_past_every_bad_file() {
     assert!(v6.data[3].is_nan() && v6.data[10] == f32::INFINITY);
     match events.last().unwrap() {
         IngestEvent::RunEnded { counts, .. } => {
-            assert_eq!((counts.delivered, counts.rejected, counts.non_finite_volumes), (3, 5, 1));
+            assert_eq!(
+                (counts.delivered, counts.rejected, counts.non_finite_volumes),
+                (3, 5, 1)
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -10,7 +10,10 @@ use brainmclip::ingest::nifti_write::write_nifti;
 use common::{int16_spec, volume_values};
 
 fn brainmclip(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_brainmclip")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_brainmclip"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -18,8 +21,17 @@ fn config_example_is_a_valid_session_file() {
     let out = brainmclip(&["config", "--example"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(SessionConfig::parse(&text, Path::new("stdout")).unwrap(), SessionConfig::default());
-    assert!(text.lines().filter(|l| l.trim_start().starts_with('#')).count() > 20, "commented");
+    assert_eq!(
+        SessionConfig::parse(&text, Path::new("stdout")).unwrap(),
+        SessionConfig::default()
+    );
+    assert!(
+        text.lines()
+            .filter(|l| l.trim_start().starts_with('#'))
+            .count()
+            > 20,
+        "commented"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
@@ -27,16 +39,30 @@ fn config_example_is_a_valid_session_file() {
     let out = brainmclip(&["config", "--check", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("bad.toml") && err.contains("stablity_ms"), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("stablity_ms"),
+        "{err}"
+    );
 }
 
 #[test]
 fn inspect_prints_the_header() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nifti/run4d.nii.gz");
     let out = brainmclip(&["inspect", fixture.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    for want in ["[8, 6, 4, 6] (6 volumes)", "TR           2.000 s", "int16", "value = 0.25 x stored + 100", "orientation  RAS", "tSNR         mean 24.07"] {
+    for want in [
+        "[8, 6, 4, 6] (6 volumes)",
+        "TR           2.000 s",
+        "int16",
+        "value = 0.25 x stored + 100",
+        "orientation  RAS",
+        "tSNR         mean 24.07",
+    ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
     let out = brainmclip(&["inspect", "/nonexistent/x.nii"]);
@@ -54,14 +80,31 @@ fn replay_then_run_records_every_volume() {
     write_nifti(&source, &int16_spec(&[10, 8, 6, 8], 0.1), &values).unwrap();
     let export = d.join("export");
     let out = brainmclip(&[
-        "replay", source.to_str().unwrap(), "--to", export.to_str().unwrap(),
-        "--fault", "3:drop", "--fault", "5:duplicate", "--seed", "1",
+        "replay",
+        source.to_str().unwrap(),
+        "--to",
+        export.to_str().unwrap(),
+        "--fault",
+        "3:drop",
+        "--fault",
+        "5:duplicate",
+        "--seed",
+        "1",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let said = String::from_utf8(out.stdout).unwrap();
-    assert!(said.contains("wrote 8 volumes") && said.contains("3:Drop"), "{said}");
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(export.join("replay_manifest.json")).unwrap()).unwrap();
+    assert!(
+        said.contains("wrote 8 volumes") && said.contains("3:Drop"),
+        "{said}"
+    );
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(export.join("replay_manifest.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(manifest["volumes"].as_array().unwrap().len(), 8);
     assert_eq!(manifest["volumes"][2]["fault"], "drop");
 
@@ -73,18 +116,41 @@ fn replay_then_run_records_every_volume() {
     )
     .unwrap();
     let out = brainmclip(&["run", "--config", session.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let said = String::from_utf8(out.stdout).unwrap();
     assert!(said.contains("7 delivered, 0 late, 1 missing"), "{said}");
     let log = std::fs::read_to_string(d.join("out/events.jsonl")).unwrap();
-    let events: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let kinds: Vec<String> = events
         .iter()
-        .map(|e| format!("{}{}", e["event"].as_str().unwrap(), e["index"].as_u64().map_or(String::new(), |i| i.to_string())))
+        .map(|e| {
+            format!(
+                "{}{}",
+                e["event"].as_str().unwrap(),
+                e["index"].as_u64().map_or(String::new(), |i| i.to_string())
+            )
+        })
         .collect();
     assert_eq!(
         kinds,
-        ["volume1", "volume2", "missing3", "volume4", "volume5", "volume6", "volume7", "volume8", "run_ended"]
+        [
+            "volume1",
+            "volume2",
+            "missing3",
+            "volume4",
+            "volume5",
+            "volume6",
+            "volume7",
+            "volume8",
+            "run_ended"
+        ]
     );
     assert_eq!(events[0]["dims"], serde_json::json!([10, 8, 6]));
 }

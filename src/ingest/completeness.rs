@@ -76,21 +76,26 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn new(settings: TrackerSettings) -> Tracker {
-        Tracker { settings, files: HashMap::new() }
+        Tracker {
+            settings,
+            files: HashMap::new(),
+        }
     }
 
     fn entry(&mut self, path: &Path, index: u32, now_ns: u64) -> &mut Tracked {
-        self.files.entry(path.to_owned()).or_insert_with(|| Tracked {
-            index,
-            first_seen_ns: now_ns,
-            status: Status::Pending,
-            look: None,
-            settled_look: None,
-            attempts: 0,
-            attempt_look: None,
-            read_due_ns: None,
-            relook_due_ns: None,
-        })
+        self.files
+            .entry(path.to_owned())
+            .or_insert_with(|| Tracked {
+                index,
+                first_seen_ns: now_ns,
+                status: Status::Pending,
+                look: None,
+                settled_look: None,
+                attempts: 0,
+                attempt_look: None,
+                read_due_ns: None,
+                relook_due_ns: None,
+            })
     }
 
     /// Reopens a settled or rejected file whose look changed (a rewrite or a late completion).
@@ -141,7 +146,8 @@ impl Tracker {
         match t.look {
             Some((prev, since)) if prev == look => {
                 if now_ns >= since + stability {
-                    if t.read_due_ns.is_none() && (t.attempts == 0 || t.attempt_look != Some(look)) {
+                    if t.read_due_ns.is_none() && (t.attempts == 0 || t.attempt_look != Some(look))
+                    {
                         t.attempts = 0;
                         t.read_due_ns = Some(now_ns);
                     }
@@ -181,7 +187,11 @@ impl Tracker {
         }
         reads.sort();
         relooks.sort();
-        relooks.into_iter().map(|(_, p)| Due::Relook(p)).chain(reads.into_iter().map(|(_, p)| Due::Read(p))).collect()
+        relooks
+            .into_iter()
+            .map(|(_, p)| Due::Relook(p))
+            .chain(reads.into_iter().map(|(_, p)| Due::Read(p)))
+            .collect()
     }
 
     pub fn next_due_ns(&self) -> Option<u64> {
@@ -218,7 +228,13 @@ impl Tracker {
     }
 
     /// The read failed; `retryable` says whether waiting could help.
-    pub fn read_failed(&mut self, path: &Path, look: Option<Look>, retryable: bool, now_ns: u64) -> Failure {
+    pub fn read_failed(
+        &mut self,
+        path: &Path,
+        look: Option<Look>,
+        retryable: bool,
+        now_ns: u64,
+    ) -> Failure {
         let (max, backoff) = (self.settings.max_retries, self.settings.backoff_ns);
         let Some(t) = self.files.get_mut(path) else {
             return Failure::GiveUp { attempts: 0 };
@@ -230,7 +246,9 @@ impl Tracker {
             t.settled_look = look;
             t.read_due_ns = None;
             t.relook_due_ns = None;
-            return Failure::GiveUp { attempts: t.attempts };
+            return Failure::GiveUp {
+                attempts: t.attempts,
+            };
         }
         let wait = backoff.saturating_mul(1u64 << (t.attempts - 1).min(20));
         t.read_due_ns = Some(now_ns + wait);
@@ -245,11 +263,18 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     fn tracker() -> Tracker {
-        Tracker::new(TrackerSettings { stability_ns: 50 * MS, max_retries: 3, backoff_ns: 20 * MS })
+        Tracker::new(TrackerSettings {
+            stability_ns: 50 * MS,
+            max_retries: 3,
+            backoff_ns: 20 * MS,
+        })
     }
 
     fn look(size: u64, mtime: i128) -> Option<Look> {
-        Some(Look { size, mtime_ns: mtime })
+        Some(Look {
+            size,
+            mtime_ns: mtime,
+        })
     }
 
     fn reads(t: &mut Tracker, now: u64) -> Vec<PathBuf> {
@@ -282,12 +307,24 @@ mod tests {
         let p = Path::new("v_0002.nii.gz");
         t.observe_closed(p, 2, look(10, 1), 5);
         assert_eq!(reads(&mut t, 5), vec![PathBuf::from(p)]);
-        assert_eq!(t.read_failed(p, look(10, 1), true, 5), Failure::RetryAt(5 + 20 * MS));
+        assert_eq!(
+            t.read_failed(p, look(10, 1), true, 5),
+            Failure::RetryAt(5 + 20 * MS)
+        );
         assert!(reads(&mut t, 5 + 19 * MS).is_empty());
         assert_eq!(reads(&mut t, 5 + 20 * MS).len(), 1);
-        assert_eq!(t.read_failed(p, look(10, 1), true, 30 * MS), Failure::RetryAt(70 * MS));
-        assert_eq!(t.read_failed(p, look(10, 1), true, 70 * MS), Failure::RetryAt(150 * MS));
-        assert_eq!(t.read_failed(p, look(10, 1), true, 150 * MS), Failure::GiveUp { attempts: 4 });
+        assert_eq!(
+            t.read_failed(p, look(10, 1), true, 30 * MS),
+            Failure::RetryAt(70 * MS)
+        );
+        assert_eq!(
+            t.read_failed(p, look(10, 1), true, 70 * MS),
+            Failure::RetryAt(150 * MS)
+        );
+        assert_eq!(
+            t.read_failed(p, look(10, 1), true, 150 * MS),
+            Failure::GiveUp { attempts: 4 }
+        );
         assert_eq!(t.status(p), Some(Status::Rejected));
         assert_eq!(t.next_due_ns(), None);
         // The same look again changes nothing; a completed file reopens it.
@@ -305,7 +342,10 @@ mod tests {
         let p = Path::new("v_0003.nii");
         t.observe_closed(p, 3, look(10, 1), 0);
         reads(&mut t, 0);
-        assert_eq!(t.read_failed(p, look(10, 1), false, 0), Failure::GiveUp { attempts: 1 });
+        assert_eq!(
+            t.read_failed(p, look(10, 1), false, 0),
+            Failure::GiveUp { attempts: 1 }
+        );
     }
 
     #[test]
@@ -328,7 +368,10 @@ mod tests {
         t.skip(Path::new("v_0001.nii"), 1, look(5, 5), 0);
         t.observe_closed(Path::new("v_0009.nii"), 9, look(5, 5), 0);
         t.observe_closed(Path::new("v_0003.nii"), 3, look(5, 5), 0);
-        assert_eq!(reads(&mut t, 0), vec![PathBuf::from("v_0003.nii"), PathBuf::from("v_0009.nii")]);
+        assert_eq!(
+            reads(&mut t, 0),
+            vec![PathBuf::from("v_0003.nii"), PathBuf::from("v_0009.nii")]
+        );
         // A missing half of a pair: look again after the stability window.
         t.observe_look(Path::new("p_0004.hdr"), 4, None, 0);
         assert_eq!(t.due(50 * MS), vec![Due::Relook("p_0004.hdr".into())]);

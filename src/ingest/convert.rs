@@ -119,21 +119,54 @@ mod tests {
     #[test]
     fn every_type_and_byte_order() {
         let mut out = Vec::new();
-        assert_eq!(convert_to_f32(&[0, 255, 7], Datatype::U8, false, None, &mut out), 0);
+        assert_eq!(
+            convert_to_f32(&[0, 255, 7], Datatype::U8, false, None, &mut out),
+            0
+        );
         assert_eq!(out, [0.0, 255.0, 7.0]);
         out.clear();
         convert_to_f32(&[0xff, 0x80], Datatype::I8, false, None, &mut out);
         assert_eq!(out, [-1.0, -128.0]);
         out.clear();
-        convert_to_f32(&(-300i16).to_be_bytes(), Datatype::I16, true, None, &mut out);
-        convert_to_f32(&(-300i16).to_le_bytes(), Datatype::I16, false, None, &mut out);
+        convert_to_f32(
+            &(-300i16).to_be_bytes(),
+            Datatype::I16,
+            true,
+            None,
+            &mut out,
+        );
+        convert_to_f32(
+            &(-300i16).to_le_bytes(),
+            Datatype::I16,
+            false,
+            None,
+            &mut out,
+        );
         convert_to_f32(&60000u16.to_be_bytes(), Datatype::U16, true, None, &mut out);
-        convert_to_f32(&(-70000i32).to_le_bytes(), Datatype::I32, false, None, &mut out);
-        convert_to_f32(&4_000_000_000u32.to_be_bytes(), Datatype::U32, true, None, &mut out);
+        convert_to_f32(
+            &(-70000i32).to_le_bytes(),
+            Datatype::I32,
+            false,
+            None,
+            &mut out,
+        );
+        convert_to_f32(
+            &4_000_000_000u32.to_be_bytes(),
+            Datatype::U32,
+            true,
+            None,
+            &mut out,
+        );
         convert_to_f32(&(-5i64).to_be_bytes(), Datatype::I64, true, None, &mut out);
         convert_to_f32(&9u64.to_le_bytes(), Datatype::U64, false, None, &mut out);
         convert_to_f32(&1.5f32.to_be_bytes(), Datatype::F32, true, None, &mut out);
-        convert_to_f32(&(-2.25f64).to_le_bytes(), Datatype::F64, false, None, &mut out);
+        convert_to_f32(
+            &(-2.25f64).to_le_bytes(),
+            Datatype::F64,
+            false,
+            None,
+            &mut out,
+        );
         assert_eq!(
             out,
             [-300.0, -300.0, 60000.0, -70000.0, 4e9, -5.0, 9.0, 1.5, -2.25]
@@ -142,7 +175,10 @@ mod tests {
 
     #[test]
     fn scaling_is_computed_in_f64_and_rounded_once() {
-        let raw: Vec<u8> = [3i16, -4, 32767].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let raw: Vec<u8> = [3i16, -4, 32767]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         let mut out = Vec::new();
         convert_to_f32(&raw, Datatype::I16, false, Some((0.1, -10.0)), &mut out);
         let expected: Vec<f32> = [3.0f64, -4.0, 32767.0]
@@ -159,7 +195,10 @@ mod tests {
             .flat_map(|v| v.to_le_bytes())
             .collect();
         let mut out = vec![42.0];
-        assert_eq!(convert_to_f32(&raw, Datatype::F32, false, None, &mut out), 3);
+        assert_eq!(
+            convert_to_f32(&raw, Datatype::F32, false, None, &mut out),
+            3
+        );
         assert_eq!(out.len(), 6);
         assert!(out[2].is_nan());
     }

@@ -40,15 +40,30 @@ pub enum IngestEvent {
     Missing { index: u32, deadline_ns: u64 },
     /// A file that will not become a volume: never complete, corrupt, unreadable header,
     /// or geometry different from the run's. `index` is `None` when the name gave none.
-    Rejected { index: Option<u32>, path: PathBuf, reason: String, at_ns: u64 },
+    Rejected {
+        index: Option<u32>,
+        path: PathBuf,
+        reason: String,
+        at_ns: u64,
+    },
     /// A second file for an index already delivered (or already waiting); ignored.
-    Duplicate { index: u32, path: PathBuf, first_path: PathBuf, at_ns: u64 },
+    Duplicate {
+        index: u32,
+        path: PathBuf,
+        first_path: PathBuf,
+        at_ns: u64,
+    },
     /// Something worth knowing that changes no volume (e.g. a NIfTI file with no index in its
     /// name, or lost filesystem events).
     Warning { message: String, at_ns: u64 },
     /// Nothing more will come. `last_index` is the highest index delivered: with an unknown
     /// volume count, `Missing` events after it were past the end of the scan.
-    RunEnded { reason: EndReason, last_index: Option<u32>, counts: IngestCounts, at_ns: u64 },
+    RunEnded {
+        reason: EndReason,
+        last_index: Option<u32>,
+        counts: IngestCounts,
+        at_ns: u64,
+    },
 }
 
 impl IngestEvent {
@@ -83,17 +98,32 @@ impl IngestEvent {
             IngestEvent::Missing { index, deadline_ns } => {
                 json!({"event": "missing", "index": index, "deadline_ns": deadline_ns})
             }
-            IngestEvent::Rejected { index, path, reason, at_ns } => json!({
+            IngestEvent::Rejected {
+                index,
+                path,
+                reason,
+                at_ns,
+            } => json!({
                 "event": "rejected", "index": index, "path": path, "reason": reason, "at_ns": at_ns
             }),
-            IngestEvent::Duplicate { index, path, first_path, at_ns } => json!({
+            IngestEvent::Duplicate {
+                index,
+                path,
+                first_path,
+                at_ns,
+            } => json!({
                 "event": "duplicate", "index": index, "path": path, "first_path": first_path,
                 "at_ns": at_ns
             }),
             IngestEvent::Warning { message, at_ns } => {
                 json!({"event": "warning", "message": message, "at_ns": at_ns})
             }
-            IngestEvent::RunEnded { reason, last_index, counts, at_ns } => json!({
+            IngestEvent::RunEnded {
+                reason,
+                last_index,
+                counts,
+                at_ns,
+            } => json!({
                 "event": "run_ended", "reason": reason, "last_index": last_index,
                 "counts": counts, "at_ns": at_ns
             }),

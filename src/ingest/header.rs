@@ -38,7 +38,10 @@ impl Header {
         if bytes.len() < HEADER_BYTES {
             return Err(ReadError::Incomplete {
                 path: path.to_owned(),
-                detail: format!("{} bytes, a NIfTI-1 header needs {HEADER_BYTES}", bytes.len()),
+                detail: format!(
+                    "{} bytes, a NIfTI-1 header needs {HEADER_BYTES}",
+                    bytes.len()
+                ),
             });
         }
         let mut raw = [0u8; HEADER_BYTES];
@@ -51,11 +54,17 @@ impl Header {
             } else {
                 format!("sizeof_hdr is {sizeof_le}, expected 348")
             };
-            return Err(ReadError::NotNifti { path: path.to_owned(), detail });
+            return Err(ReadError::NotNifti {
+                path: path.to_owned(),
+                detail,
+            });
         }
         let fields = NiftiHeader::from_reader(&raw[..]).map_err(|e| ReadError::NotNifti {
             path: path.to_owned(),
-            detail: format!("{e} (magic {:?}, expected \"n+1\" or \"ni1\")", &raw[344..348]),
+            detail: format!(
+                "{e} (magic {:?}, expected \"n+1\" or \"ni1\")",
+                &raw[344..348]
+            ),
         })?;
         let big_endian = sizeof_be == 348 && sizeof_le != 348;
 
@@ -94,7 +103,7 @@ impl Header {
                 name: datatype_code_name(fields.datatype),
             })?;
         let vox_offset = fields.vox_offset;
-        if !(vox_offset.is_finite() && vox_offset >= 0.0 && vox_offset < 1e9) {
+        if !(0.0..1e9).contains(&vox_offset) {
             return Err(ReadError::BadHeader {
                 path: path.to_owned(),
                 detail: format!("vox_offset = {vox_offset}, expected a byte offset"),
@@ -194,9 +203,21 @@ impl Header {
             };
             let qfac = if p[0] < 0.0 { -1.0 } else { 1.0 };
             let r = [
-                [a * a + b * b - c * c - d * d, 2.0 * (b * c - a * d), 2.0 * (b * d + a * c)],
-                [2.0 * (b * c + a * d), a * a + c * c - b * b - d * d, 2.0 * (c * d - a * b)],
-                [2.0 * (b * d - a * c), 2.0 * (c * d + a * b), a * a + d * d - b * b - c * c],
+                [
+                    a * a + b * b - c * c - d * d,
+                    2.0 * (b * c - a * d),
+                    2.0 * (b * d + a * c),
+                ],
+                [
+                    2.0 * (b * c + a * d),
+                    a * a + c * c - b * b - d * d,
+                    2.0 * (c * d - a * b),
+                ],
+                [
+                    2.0 * (b * d - a * c),
+                    2.0 * (c * d + a * b),
+                    a * a + d * d - b * b - c * c,
+                ],
             ];
             let scale = [p[1].abs(), p[2].abs(), p[3].abs() * qfac];
             let shift = [h.quatern_x as f64, h.quatern_y as f64, h.quatern_z as f64];
@@ -224,7 +245,11 @@ impl Header {
     pub fn single_volume_nii_header(&self) -> [u8; HEADER_BYTES] {
         let mut raw = self.raw;
         let put_i16 = |raw: &mut [u8; HEADER_BYTES], at: usize, v: i16| {
-            let b = if self.big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
+            let b = if self.big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            };
             raw[at..at + 2].copy_from_slice(&b);
         };
         let spatial = self.spatial_dims();
@@ -236,7 +261,11 @@ impl Header {
             put_i16(&mut raw, 40 + 2 * i, 1);
         }
         let offset = NII_VOX_OFFSET as f32;
-        let b = if self.big_endian { offset.to_be_bytes() } else { offset.to_le_bytes() };
+        let b = if self.big_endian {
+            offset.to_be_bytes()
+        } else {
+            offset.to_le_bytes()
+        };
         raw[108..112].copy_from_slice(&b);
         raw[344..348].copy_from_slice(b"n+1\0");
         raw

@@ -31,11 +31,18 @@ pub enum NameClass {
 impl IndexPattern {
     /// `pattern` must already be validated (see `SessionConfig::validate`).
     pub fn new(pattern: &str) -> Result<IndexPattern, regex::Error> {
-        Ok(IndexPattern { regex: Regex::new(pattern)? })
+        Ok(IndexPattern {
+            regex: Regex::new(pattern)?,
+        })
     }
 
     pub fn index_of(&self, file_name: &str) -> Option<u32> {
-        self.regex.captures(file_name)?.get(1)?.as_str().parse().ok()
+        self.regex
+            .captures(file_name)?
+            .get(1)?
+            .as_str()
+            .parse()
+            .ok()
     }
 
     pub fn classify(&self, path: &Path) -> NameClass {
@@ -51,7 +58,11 @@ impl IndexPattern {
             let stem = &name[..name.len() - if gz { 7 } else { 4 }];
             let upper = name[stem.len()..].starts_with(".IMG");
             let hdr = if upper { ".HDR" } else { ".hdr" };
-            let ext = if gz { format!("{hdr}{}", &name[name.len() - 3..]) } else { hdr.to_string() };
+            let ext = if gz {
+                format!("{hdr}{}", &name[name.len() - 3..])
+            } else {
+                hdr.to_string()
+            };
             return NameClass::PairImage(path.with_file_name(format!("{stem}{ext}")));
         }
         if FileKind::of(path).is_none() {
@@ -82,10 +93,22 @@ mod tests {
     #[test]
     fn default_pattern_covers_common_exports() {
         let p = IndexPattern::new(DEFAULT_PATTERN).unwrap();
-        assert_eq!(p.classify(Path::new("/x/vol_0001.nii.gz")), NameClass::Volume(1));
-        assert_eq!(p.classify(Path::new("001_000007_000123.nii")), NameClass::Volume(123));
-        assert_eq!(p.classify(Path::new("run2_0042.hdr")), NameClass::Volume(42));
-        assert_eq!(p.classify(Path::new("run2_0042.HDR.gz")), NameClass::NoIndex);
+        assert_eq!(
+            p.classify(Path::new("/x/vol_0001.nii.gz")),
+            NameClass::Volume(1)
+        );
+        assert_eq!(
+            p.classify(Path::new("001_000007_000123.nii")),
+            NameClass::Volume(123)
+        );
+        assert_eq!(
+            p.classify(Path::new("run2_0042.hdr")),
+            NameClass::Volume(42)
+        );
+        assert_eq!(
+            p.classify(Path::new("run2_0042.HDR.gz")),
+            NameClass::NoIndex
+        );
         assert_eq!(p.classify(Path::new("anat.nii")), NameClass::NoIndex);
         assert_eq!(
             p.classify(Path::new("/d/run_0042.img.gz")),
@@ -100,7 +123,13 @@ mod tests {
     #[test]
     fn temporary_names_are_ignored() {
         let p = IndexPattern::new(DEFAULT_PATTERN).unwrap();
-        for name in [".vol_0001.nii", "vol_0001.nii.part", "vol_0001.nii.tmp", "vol_0001.nii~", "notes.txt"] {
+        for name in [
+            ".vol_0001.nii",
+            "vol_0001.nii.part",
+            "vol_0001.nii.tmp",
+            "vol_0001.nii~",
+            "notes.txt",
+        ] {
             assert_eq!(p.classify(Path::new(name)), NameClass::Ignored, "{name}");
         }
     }

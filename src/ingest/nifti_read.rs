@@ -51,23 +51,41 @@ impl FileKind {
 /// The `.img` (or `.img.gz`) that holds the voxels of a `.hdr` (or `.hdr.gz`); an upper-case
 /// `.HDR` gives `.IMG`.
 pub fn companion_image(header_path: &Path) -> PathBuf {
-    let name = header_path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let gz_len = if name.to_ascii_lowercase().ends_with(".gz") { 3 } else { 0 };
+    let name = header_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let gz_len = if name.to_ascii_lowercase().ends_with(".gz") {
+        3
+    } else {
+        0
+    };
     let Some(stem_len) = name.len().checked_sub(4 + gz_len) else {
         return header_path.with_extension("img");
     };
     let upper = name[stem_len..].starts_with(".HDR");
     let img = if upper { ".IMG" } else { ".img" };
-    header_path.with_file_name(format!("{}{img}{}", &name[..stem_len], &name[name.len() - gz_len..]))
+    header_path.with_file_name(format!(
+        "{}{img}{}",
+        &name[..stem_len],
+        &name[name.len() - gz_len..]
+    ))
 }
 
 fn io_err(path: &Path, source: io::Error) -> ReadError {
-    ReadError::Io { path: path.to_owned(), source }
+    ReadError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Inflates a whole gzip file held in memory, verifying its CRC-32 and length trailer.
 /// `limit` caps the output so that a corrupt or hostile stream cannot exhaust memory.
-pub fn inflate_verified(compressed: &[u8], path: &Path, limit: usize) -> Result<Vec<u8>, ReadError> {
+pub fn inflate_verified(
+    compressed: &[u8],
+    path: &Path,
+    limit: usize,
+) -> Result<Vec<u8>, ReadError> {
     if compressed.len() < 18 {
         return Err(ReadError::Incomplete {
             path: path.to_owned(),
@@ -82,8 +100,12 @@ pub fn inflate_verified(compressed: &[u8], path: &Path, limit: usize) -> Result<
     }
     // The trailer's ISIZE is only a hint (it may be garbage while the file is being written).
     let n = compressed.len();
-    let isize_hint =
-        u32::from_le_bytes([compressed[n - 4], compressed[n - 3], compressed[n - 2], compressed[n - 1]]);
+    let isize_hint = u32::from_le_bytes([
+        compressed[n - 4],
+        compressed[n - 3],
+        compressed[n - 2],
+        compressed[n - 1],
+    ]);
     let mut out = Vec::with_capacity((isize_hint as usize).min(limit));
     let mut decoder = GzDecoder::new(compressed).take(limit as u64 + 1);
     match decoder.read_to_end(&mut out) {
@@ -96,7 +118,10 @@ pub fn inflate_verified(compressed: &[u8], path: &Path, limit: usize) -> Result<
             path: path.to_owned(),
             detail: "gzip stream ends before its CRC/length trailer".into(),
         }),
-        Err(e) => Err(ReadError::Gzip { path: path.to_owned(), detail: e.to_string() }),
+        Err(e) => Err(ReadError::Gzip {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        }),
     }
 }
 
@@ -131,16 +156,18 @@ fn voxel_bytes<'a>(
     path: &Path,
 ) -> Result<&'a [u8], ReadError> {
     let end = header.vox_offset + n_bytes;
-    bytes.get(header.vox_offset..end).ok_or_else(|| ReadError::Incomplete {
-        path: path.to_owned(),
-        detail: format!(
-            "{} bytes, the header implies {end} (vox_offset {} + {} voxels x {} bytes)",
-            bytes.len(),
-            header.vox_offset,
-            n_bytes / header.datatype.size_bytes(),
-            header.datatype.size_bytes()
-        ),
-    })
+    bytes
+        .get(header.vox_offset..end)
+        .ok_or_else(|| ReadError::Incomplete {
+            path: path.to_owned(),
+            detail: format!(
+                "{} bytes, the header implies {end} (vox_offset {} + {} voxels x {} bytes)",
+                bytes.len(),
+                header.vox_offset,
+                n_bytes / header.datatype.size_bytes(),
+                header.datatype.size_bytes()
+            ),
+        })
 }
 
 /// Reads one 3-D volume from a `.nii`, `.nii.gz`, `.hdr` or `.hdr.gz` file (the `.img` is found
@@ -164,16 +191,32 @@ pub fn read_volume_file(path: &Path, max_voxels: usize) -> Result<Decoded, ReadE
     let non_finite = match kind {
         FileKind::Nii | FileKind::NiiGz => {
             let raw = voxel_bytes(&bytes, &header, n_bytes, path)?;
-            convert_to_f32(raw, header.datatype, header.big_endian, header.scaling, &mut data)
+            convert_to_f32(
+                raw,
+                header.datatype,
+                header.big_endian,
+                header.scaling,
+                &mut data,
+            )
         }
         FileKind::Pair | FileKind::PairGz => {
             let img_path = companion_image(path);
             let img = read_bytes(&img_path, kind.is_gzip(), max_voxels)?;
             let raw = voxel_bytes(&img, &header, n_bytes, &img_path)?;
-            convert_to_f32(raw, header.datatype, header.big_endian, header.scaling, &mut data)
+            convert_to_f32(
+                raw,
+                header.datatype,
+                header.big_endian,
+                header.scaling,
+                &mut data,
+            )
         }
     };
-    Ok(Decoded { header, data, non_finite })
+    Ok(Decoded {
+        header,
+        data,
+        non_finite,
+    })
 }
 
 /// A 4-D run read one volume at a time; memory holds one volume, never the run. The gzip trailer
@@ -188,7 +231,11 @@ pub struct RunReader {
 
 fn open_stream(path: &Path, gzip: bool) -> Result<Box<dyn Read + Send>, ReadError> {
     let file = BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| io_err(path, e))?);
-    Ok(if gzip { Box::new(GzDecoder::new(file)) } else { Box::new(file) })
+    Ok(if gzip {
+        Box::new(GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    })
 }
 
 fn read_exact_or_incomplete(
@@ -202,9 +249,10 @@ fn read_exact_or_incomplete(
             path: path.to_owned(),
             detail: format!("the file ends inside {what}"),
         },
-        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => {
-            ReadError::Gzip { path: path.to_owned(), detail: e.to_string() }
-        }
+        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData => ReadError::Gzip {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        },
         _ => io_err(path, e),
     })
 }
@@ -220,9 +268,11 @@ impl RunReader {
         read_exact_or_incomplete(&mut *head, &mut raw_header, path, "the header")?;
         let header = Header::parse(&raw_header, path, max_voxels)?;
         let (data_path, mut source, skip) = match kind {
-            FileKind::Nii | FileKind::NiiGz => {
-                (path.to_owned(), head, header.vox_offset.saturating_sub(HEADER_BYTES))
-            }
+            FileKind::Nii | FileKind::NiiGz => (
+                path.to_owned(),
+                head,
+                header.vox_offset.saturating_sub(HEADER_BYTES),
+            ),
             FileKind::Pair | FileKind::PairGz => {
                 let img = companion_image(path);
                 let stream = open_stream(&img, kind.is_gzip())?;
@@ -237,7 +287,13 @@ impl RunReader {
                 detail: format!("the file ends before vox_offset {}", header.vox_offset),
             });
         }
-        Ok(RunReader { path: data_path, header, source, next: 0, raw: Vec::new() })
+        Ok(RunReader {
+            path: data_path,
+            header,
+            source,
+            next: 0,
+            raw: Vec::new(),
+        })
     }
 
     pub fn header(&self) -> &Header {
@@ -255,7 +311,9 @@ impl RunReader {
         }
         self.raw.resize(self.header.bytes_per_volume(), 0);
         let what = format!("volume {} of {}", self.next, self.n_volumes());
-        if let Err(e) = read_exact_or_incomplete(&mut *self.source, &mut self.raw, &self.path, &what) {
+        if let Err(e) =
+            read_exact_or_incomplete(&mut *self.source, &mut self.raw, &self.path, &what)
+        {
             self.next = usize::MAX;
             return Some(Err(e));
         }
@@ -263,7 +321,10 @@ impl RunReader {
         if self.next == self.n_volumes() {
             // Drain to the end so a gzip stream's CRC/length trailer is checked.
             if let Err(e) = io::copy(&mut self.source, &mut io::sink()) {
-                return Some(Err(ReadError::Gzip { path: self.path.clone(), detail: e.to_string() }));
+                return Some(Err(ReadError::Gzip {
+                    path: self.path.clone(),
+                    detail: e.to_string(),
+                }));
             }
         }
         Some(Ok(&self.raw))
@@ -271,8 +332,11 @@ impl RunReader {
 
     /// The next volume converted to `f32`, with its count of non-finite voxels.
     pub fn next_volume(&mut self) -> Option<Result<(Vec<f32>, usize), ReadError>> {
-        let (datatype, big_endian, scaling) =
-            (self.header.datatype, self.header.big_endian, self.header.scaling);
+        let (datatype, big_endian, scaling) = (
+            self.header.datatype,
+            self.header.big_endian,
+            self.header.scaling,
+        );
         let n = self.header.voxels_per_volume();
         self.next_raw().map(|raw| {
             raw.map(|raw| {

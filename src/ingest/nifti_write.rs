@@ -78,12 +78,17 @@ fn put<const N: usize>(h: &mut [u8; HEADER_BYTES], at: usize, bytes: [u8; N]) {
 fn quaternion(affine: &[[f64; 4]; 4]) -> ([f64; 3], f64) {
     let mut r = [[0.0; 3]; 3];
     for j in 0..3 {
-        let norm = (0..3).map(|i| affine[i][j] * affine[i][j]).sum::<f64>().sqrt().max(1e-12);
+        let norm = (0..3)
+            .map(|i| affine[i][j] * affine[i][j])
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-12);
         for i in 0..3 {
             r[i][j] = affine[i][j] / norm;
         }
     }
-    let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1]) - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
+    let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1])
+        - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
         + r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0]);
     let qfac = if det < 0.0 { -1.0 } else { 1.0 };
     if qfac < 0.0 {
@@ -94,20 +99,40 @@ fn quaternion(affine: &[[f64; 4]; 4]) -> ([f64; 3], f64) {
     let a = 1.0 + r[0][0] + r[1][1] + r[2][2];
     let (a, b, c, d) = if a > 0.5 {
         let a = 0.5 * a.sqrt();
-        (a, 0.25 * (r[2][1] - r[1][2]) / a, 0.25 * (r[0][2] - r[2][0]) / a, 0.25 * (r[1][0] - r[0][1]) / a)
+        (
+            a,
+            0.25 * (r[2][1] - r[1][2]) / a,
+            0.25 * (r[0][2] - r[2][0]) / a,
+            0.25 * (r[1][0] - r[0][1]) / a,
+        )
     } else {
         let xd = 1.0 + r[0][0] - (r[1][1] + r[2][2]);
         let yd = 1.0 + r[1][1] - (r[0][0] + r[2][2]);
         let zd = 1.0 + r[2][2] - (r[0][0] + r[1][1]);
         if xd > 1.0 {
             let b = 0.5 * xd.sqrt();
-            (0.25 * (r[2][1] - r[1][2]) / b, b, 0.25 * (r[0][1] + r[1][0]) / b, 0.25 * (r[0][2] + r[2][0]) / b)
+            (
+                0.25 * (r[2][1] - r[1][2]) / b,
+                b,
+                0.25 * (r[0][1] + r[1][0]) / b,
+                0.25 * (r[0][2] + r[2][0]) / b,
+            )
         } else if yd > 1.0 {
             let c = 0.5 * yd.sqrt();
-            (0.25 * (r[0][2] - r[2][0]) / c, 0.25 * (r[0][1] + r[1][0]) / c, c, 0.25 * (r[1][2] + r[2][1]) / c)
+            (
+                0.25 * (r[0][2] - r[2][0]) / c,
+                0.25 * (r[0][1] + r[1][0]) / c,
+                c,
+                0.25 * (r[1][2] + r[2][1]) / c,
+            )
         } else {
             let d = 0.5 * zd.sqrt();
-            (0.25 * (r[1][0] - r[0][1]) / d, 0.25 * (r[0][2] + r[2][0]) / d, 0.25 * (r[1][2] + r[2][1]) / d, d)
+            (
+                0.25 * (r[1][0] - r[0][1]) / d,
+                0.25 * (r[0][2] + r[2][0]) / d,
+                0.25 * (r[1][2] + r[2][1]) / d,
+                d,
+            )
         }
     };
     let sign = if a < 0.0 { -1.0 } else { 1.0 };
@@ -116,8 +141,13 @@ fn quaternion(affine: &[[f64; 4]; 4]) -> ([f64; 3], f64) {
 
 /// The 348 header bytes for `spec` (single-file, little-endian).
 pub fn header_bytes(spec: &NiftiSpec) -> Result<[u8; HEADER_BYTES], WriteError> {
-    if !(3..=4).contains(&spec.dims.len()) || spec.dims.iter().any(|&d| d == 0 || d > i16::MAX as usize) {
-        return Err(WriteError::Spec(format!("dims {:?}: expected 3 or 4 sizes in 1..=32767", spec.dims)));
+    if !(3..=4).contains(&spec.dims.len())
+        || spec.dims.iter().any(|&d| d == 0 || d > i16::MAX as usize)
+    {
+        return Err(WriteError::Spec(format!(
+            "dims {:?}: expected 3 or 4 sizes in 1..=32767",
+            spec.dims
+        )));
     }
     let mut h = [0u8; HEADER_BYTES];
     put(&mut h, 0, 348i32.to_le_bytes());
@@ -128,7 +158,11 @@ pub fn header_bytes(spec: &NiftiSpec) -> Result<[u8; HEADER_BYTES], WriteError> 
         put(&mut h, 42 + 2 * i, d.to_le_bytes());
     }
     put(&mut h, 70, spec.datatype.code().to_le_bytes());
-    put(&mut h, 72, ((spec.datatype.size_bytes() * 8) as i16).to_le_bytes());
+    put(
+        &mut h,
+        72,
+        ((spec.datatype.size_bytes() * 8) as i16).to_le_bytes(),
+    );
     let affine = spec.affine_or_default();
     let ([qb, qc, qd], qfac) = quaternion(&affine);
     let pixdim = [
@@ -154,12 +188,19 @@ pub fn header_bytes(spec: &NiftiSpec) -> Result<[u8; HEADER_BYTES], WriteError> 
     h[148..148 + n].copy_from_slice(&descrip[..n]);
     put(&mut h, 252, 1i16.to_le_bytes()); // qform: scanner
     put(&mut h, 254, 1i16.to_le_bytes()); // sform: scanner
-    for (i, q) in [qb, qc, qd, affine[0][3], affine[1][3], affine[2][3]].iter().enumerate() {
+    for (i, q) in [qb, qc, qd, affine[0][3], affine[1][3], affine[2][3]]
+        .iter()
+        .enumerate()
+    {
         put(&mut h, 256 + 4 * i, (*q as f32).to_le_bytes());
     }
-    for row in 0..3 {
-        for col in 0..4 {
-            put(&mut h, 280 + 16 * row + 4 * col, (affine[row][col] as f32).to_le_bytes());
+    for (row, values) in affine.iter().take(3).enumerate() {
+        for (col, value) in values.iter().enumerate() {
+            put(
+                &mut h,
+                280 + 16 * row + 4 * col,
+                (*value as f32).to_le_bytes(),
+            );
         }
     }
     h[344..348].copy_from_slice(b"n+1\0");
@@ -170,7 +211,11 @@ pub fn header_bytes(spec: &NiftiSpec) -> Result<[u8; HEADER_BYTES], WriteError> 
 pub fn encode_values(spec: &NiftiSpec, values: &[f32]) -> Result<Vec<u8>, WriteError> {
     let expected: usize = spec.dims.iter().product();
     if values.len() != expected {
-        return Err(WriteError::Spec(format!("{} values for dims {:?} ({expected} voxels)", values.len(), spec.dims)));
+        return Err(WriteError::Spec(format!(
+            "{} values for dims {:?} ({expected} voxels)",
+            values.len(),
+            spec.dims
+        )));
     }
     let (slope, inter) = spec.scaling.unwrap_or((1.0, 0.0));
     let stored = |v: f32| ((v as f64 - inter as f64) / slope as f64).round();
@@ -184,12 +229,16 @@ pub fn encode_values(spec: &NiftiSpec, values: &[f32]) -> Result<Vec<u8>, WriteE
         }
         Datatype::I32 => {
             for &v in values {
-                out.extend_from_slice(&(stored(v).clamp(i32::MIN as f64, i32::MAX as f64) as i32).to_le_bytes());
+                out.extend_from_slice(
+                    &(stored(v).clamp(i32::MIN as f64, i32::MAX as f64) as i32).to_le_bytes(),
+                );
             }
         }
         Datatype::F32 => {
             for &v in values {
-                out.extend_from_slice(&(((v as f64 - inter as f64) / slope as f64) as f32).to_le_bytes());
+                out.extend_from_slice(
+                    &(((v as f64 - inter as f64) / slope as f64) as f32).to_le_bytes(),
+                );
             }
         }
         Datatype::F64 => {
@@ -197,7 +246,11 @@ pub fn encode_values(spec: &NiftiSpec, values: &[f32]) -> Result<Vec<u8>, WriteE
                 out.extend_from_slice(&((v as f64 - inter as f64) / slope as f64).to_le_bytes());
             }
         }
-        other => return Err(WriteError::Spec(format!("writing {other} is not supported; use uint8, int16, int32, float32 or float64"))),
+        other => {
+            return Err(WriteError::Spec(format!(
+                "writing {other} is not supported; use uint8, int16, int32, float32 or float64"
+            )))
+        }
     }
     Ok(out)
 }
@@ -214,7 +267,10 @@ pub fn nifti_bytes(spec: &NiftiSpec, values: &[f32], gzip: bool) -> Result<Vec<u
         return Ok(file);
     }
     let mut encoder = GzEncoder::new(Vec::with_capacity(file.len() / 2), Compression::default());
-    encoder.write_all(&file).and_then(|_| encoder.finish()).map_err(|e| WriteError::Spec(e.to_string()))
+    encoder
+        .write_all(&file)
+        .and_then(|_| encoder.finish())
+        .map_err(|e| WriteError::Spec(e.to_string()))
 }
 
 /// Writes a `.nii` or `.nii.gz` (by the name) through a temporary file and a rename, so a
@@ -224,7 +280,10 @@ pub fn write_nifti(path: &Path, spec: &NiftiSpec, values: &[f32]) -> Result<(), 
     let bytes = nifti_bytes(spec, values, gzip)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let io = |source| WriteError::Io { path: path.to_owned(), source };
+    let io = |source| WriteError::Io {
+        path: path.to_owned(),
+        source,
+    };
     std::fs::write(&tmp, &bytes).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
@@ -238,7 +297,12 @@ mod tests {
     fn round_trip_through_our_reader_with_a_rotated_affine() {
         let dir = tempfile::tempdir().unwrap();
         let (c, s) = (0.3f64.cos(), 0.3f64.sin());
-        let affine = [[2.0 * c, -3.0 * s, 0.0, 10.0], [2.0 * s, 3.0 * c, 0.0, -5.0], [0.0, 0.0, -4.0, 7.0], [0.0, 0.0, 0.0, 1.0]];
+        let affine = [
+            [2.0 * c, -3.0 * s, 0.0, 10.0],
+            [2.0 * s, 3.0 * c, 0.0, -5.0],
+            [0.0, 0.0, -4.0, 7.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
         let mut spec = NiftiSpec::new(&[4, 3, 2], [2.0, 3.0, 4.0], Datatype::I16);
         spec.affine = Some(affine);
         spec.scaling = Some((0.5, 10.0));
@@ -265,7 +329,10 @@ mod tests {
         write_nifti(&path4, &spec4, &run).unwrap();
         let mut reader = RunReader::open(&path4, 100).unwrap();
         assert_eq!(reader.header().tr_s(), Some(0.800000011920929));
-        assert_eq!(reader.next_volume().unwrap().unwrap().0, vec![0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(
+            reader.next_volume().unwrap().unwrap().0,
+            vec![0.0, 1.0, 2.0, 3.0]
+        );
         assert!(encode_values(&spec4, &run[..3]).is_err());
     }
 }

@@ -32,8 +32,12 @@ pub struct SequencerSettings {
 }
 
 enum Slot {
-    Volume(Volume),
-    Rejected { path: PathBuf, reason: String, at_ns: u64 },
+    Volume(Box<Volume>),
+    Rejected {
+        path: PathBuf,
+        reason: String,
+        at_ns: u64,
+    },
 }
 
 pub struct Sequencer {
@@ -139,14 +143,20 @@ impl Sequencer {
                 }
                 // A valid file replaces a rejected one still waiting for its turn.
                 _ => {
-                    self.waiting.insert(index, Slot::Volume(volume));
+                    self.waiting.insert(index, Slot::Volume(Box::new(volume)));
                 }
             }
         }
         self.drain(now_ns);
     }
 
-    pub fn offer_rejected(&mut self, index: Option<u32>, path: PathBuf, reason: String, now_ns: u64) {
+    pub fn offer_rejected(
+        &mut self,
+        index: Option<u32>,
+        path: PathBuf,
+        reason: String,
+        now_ns: u64,
+    ) {
         if self.ended {
             return;
         }
@@ -155,22 +165,41 @@ impl Sequencer {
         let slot_free = index.is_some_and(|i| i >= self.next && !self.waiting.contains_key(&i));
         match index {
             Some(i) if slot_free => {
-                self.waiting.insert(i, Slot::Rejected { path, reason, at_ns: now_ns });
+                self.waiting.insert(
+                    i,
+                    Slot::Rejected {
+                        path,
+                        reason,
+                        at_ns: now_ns,
+                    },
+                );
             }
-            _ => self.out.push(IngestEvent::Rejected { index, path, reason, at_ns: now_ns }),
+            _ => self.out.push(IngestEvent::Rejected {
+                index,
+                path,
+                reason,
+                at_ns: now_ns,
+            }),
         }
         self.drain(now_ns);
     }
 
     fn duplicate(&mut self, index: u32, path: PathBuf, first_path: PathBuf, at_ns: u64) {
         self.counts.duplicates += 1;
-        self.out.push(IngestEvent::Duplicate { index, path, first_path, at_ns });
+        self.out.push(IngestEvent::Duplicate {
+            index,
+            path,
+            first_path,
+            at_ns,
+        });
     }
 
     /// Emits every waiting slot that is next in order.
     fn drain(&mut self, now_ns: u64) {
         while !self.ended {
-            let Some(slot) = self.waiting.remove(&self.next) else { break };
+            let Some(slot) = self.waiting.remove(&self.next) else {
+                break;
+            };
             let index = self.next;
             match slot {
                 Slot::Volume(v) => {
@@ -178,12 +207,21 @@ impl Sequencer {
                     self.delivered.insert(index, v.path.clone());
                     self.counts.delivered += 1;
                     self.last_delivered = Some(index);
-                    self.out.push(IngestEvent::Volume(v));
+                    self.out.push(IngestEvent::Volume(*v));
                 }
-                Slot::Rejected { path, reason, at_ns } => {
+                Slot::Rejected {
+                    path,
+                    reason,
+                    at_ns,
+                } => {
                     self.observe_arrival(index, at_ns);
                     self.gaps.insert(index);
-                    self.out.push(IngestEvent::Rejected { index: Some(index), path, reason, at_ns });
+                    self.out.push(IngestEvent::Rejected {
+                        index: Some(index),
+                        path,
+                        reason,
+                        at_ns,
+                    });
                 }
             }
             self.next += 1;
@@ -200,7 +238,9 @@ impl Sequencer {
                     Slot::Rejected { at_ns, .. } => *at_ns,
                 })
                 .min();
-            if let (Some(t), Some(slack)) = (earliest, self.tr_times(self.settings.deadline_tr - 1.0)) {
+            if let (Some(t), Some(slack)) =
+                (earliest, self.tr_times(self.settings.deadline_tr - 1.0))
+            {
                 self.first_deadline_ns = Some(t + slack);
             }
         }
@@ -240,7 +280,10 @@ impl Sequencer {
                 Some(deadline) if now_ns >= deadline => {
                     self.gaps.insert(self.next);
                     self.counts.missing += 1;
-                    self.out.push(IngestEvent::Missing { index: self.next, deadline_ns: deadline });
+                    self.out.push(IngestEvent::Missing {
+                        index: self.next,
+                        deadline_ns: deadline,
+                    });
                     self.next += 1;
                     if self.phase_ns.is_none() {
                         self.first_deadline_ns = self.settings.tr_ns.map(|tr| deadline + tr);
@@ -251,7 +294,10 @@ impl Sequencer {
                 _ => break,
             }
         }
-        if let (Some(last), Some(quiet)) = (self.last_activity_ns, self.tr_times(self.settings.quiet_trs)) {
+        if let (Some(last), Some(quiet)) = (
+            self.last_activity_ns,
+            self.tr_times(self.settings.quiet_trs),
+        ) {
             if !self.ended && now_ns >= last + quiet {
                 self.finish(EndReason::Quiet, now_ns);
             }
@@ -282,7 +328,10 @@ impl Sequencer {
                 while self.next < index {
                     self.gaps.insert(self.next);
                     self.counts.missing += 1;
-                    self.out.push(IngestEvent::Missing { index: self.next, deadline_ns: now_ns });
+                    self.out.push(IngestEvent::Missing {
+                        index: self.next,
+                        deadline_ns: now_ns,
+                    });
                     self.next += 1;
                 }
                 self.waiting.insert(index, slot);

@@ -4,7 +4,13 @@ use crate::ingest::volume::{Datatype, Geometry};
 const TR: u64 = 100_000_000; // 100 ms
 
 fn settings(total: Option<u32>) -> SequencerSettings {
-    SequencerSettings { first_index: 1, total, tr_ns: Some(TR), deadline_tr: 1.5, quiet_trs: 10.0 }
+    SequencerSettings {
+        first_index: 1,
+        total,
+        tr_ns: Some(TR),
+        deadline_tr: 1.5,
+        quiet_trs: 10.0,
+    }
 }
 
 fn vol(index: u32, seen_ns: u64) -> Volume {
@@ -47,7 +53,10 @@ fn in_order_stream_passes_straight_through() {
     for i in 1..=3 {
         s.offer_volume(vol(i, i as u64 * TR), i as u64 * TR);
     }
-    assert_eq!(summary(&s.take_events()), ["v1", "v2", "v3", "end:AllVolumes"]);
+    assert_eq!(
+        summary(&s.take_events()),
+        ["v1", "v2", "v3", "end:AllVolumes"]
+    );
     assert_eq!(s.counts().delivered, 3);
 }
 
@@ -74,7 +83,9 @@ fn a_drop_is_missing_exactly_at_its_deadline_then_late() {
     s.tick(deadline);
     let events = s.take_events();
     assert_eq!(summary(&events), ["m2"]);
-    assert!(matches!(events[0], IngestEvent::Missing { deadline_ns, .. } if deadline_ns == deadline));
+    assert!(
+        matches!(events[0], IngestEvent::Missing { deadline_ns, .. } if deadline_ns == deadline)
+    );
     // Volume 3 arrives on time; the next deadline counts from it.
     s.offer_volume(vol(3, 3 * TR), 3 * TR);
     s.offer_volume(vol(2, 3 * TR + 5), 3 * TR + 5);
@@ -117,7 +128,9 @@ fn duplicate_while_waiting_keeps_the_first() {
     let events = s.take_events();
     assert_eq!(summary(&events), ["v1", "d3"]);
     match &events[1] {
-        IngestEvent::Duplicate { path, first_path, .. } => {
+        IngestEvent::Duplicate {
+            path, first_path, ..
+        } => {
             assert_eq!(path, &PathBuf::from("copy_0003.nii"));
             assert_eq!(first_path, &PathBuf::from("v_0003.nii"));
         }
@@ -151,7 +164,10 @@ fn a_valid_file_replaces_a_waiting_rejected_one() {
 
 #[test]
 fn quiet_end_flushes_what_waits_behind_a_gap() {
-    let mut s = Sequencer::new(SequencerSettings { deadline_tr: 100.0, ..settings(None) });
+    let mut s = Sequencer::new(SequencerSettings {
+        deadline_tr: 100.0,
+        ..settings(None)
+    });
     s.offer_volume(vol(1, TR), TR);
     s.offer_volume(vol(3, 2 * TR), 2 * TR);
     s.tick(2 * TR + 10 * TR);
@@ -162,7 +178,10 @@ fn quiet_end_flushes_what_waits_behind_a_gap() {
 
 #[test]
 fn unknown_tr_means_no_deadline_until_it_is_set() {
-    let mut s = Sequencer::new(SequencerSettings { tr_ns: None, ..settings(None) });
+    let mut s = Sequencer::new(SequencerSettings {
+        tr_ns: None,
+        ..settings(None)
+    });
     s.offer_volume(vol(1, TR), TR);
     s.tick(100 * TR);
     assert_eq!(summary(&s.take_events()), ["v1"]);

@@ -61,8 +61,13 @@ impl Ingest {
     /// Starts watching `config.ingest.dir`.
     pub fn start(config: &SessionConfig) -> Result<Ingest, StartError> {
         let ic = &config.ingest;
-        let dir = ic.dir.clone();
-        std::fs::read_dir(&dir).map_err(|source| StartError::Dir { dir: dir.clone(), source })?;
+        // One spelling of every path: notify reports absolute paths, listings use ours.
+        let dir = std::fs::canonicalize(&ic.dir)
+            .and_then(|dir| std::fs::read_dir(&dir).map(|_| dir))
+            .map_err(|source| StartError::Dir {
+                dir: ic.dir.clone(),
+                source,
+            })?;
         let pattern = IndexPattern::new(&ic.pattern)?;
         let reference = match &ic.reference {
             Some(path) => {
@@ -73,15 +78,17 @@ impl Ingest {
         };
         let (signal_tx, signal_rx) = unbounded();
         let watcher = match ic.watch {
-            WatchMode::Events | WatchMode::Auto => Some(
-                start_watcher(&dir, signal_tx)
-                    .map_err(|source| StartError::Watch { dir: dir.clone(), source })?,
-            ),
+            WatchMode::Events | WatchMode::Auto => Some(start_watcher(&dir, signal_tx).map_err(
+                |source| StartError::Watch {
+                    dir: dir.clone(),
+                    source,
+                },
+            )?),
             WatchMode::Poll => None,
         };
         let (out_tx, out_rx) = bounded(ic.channel_capacity);
         let stop = Arc::new(AtomicBool::new(false));
-        let tr_ns = (config.session.tr > 0.0).then(|| (config.session.tr * 1e9) as u64);
+        let tr_ns = (config.session.tr > 0.0).then_some((config.session.tr * 1e9) as u64);
         let worker = Worker {
             dir,
             pattern,
@@ -116,8 +123,15 @@ impl Ingest {
                 let _watcher = watcher;
                 worker.run();
             })
-            .map_err(|source| StartError::Dir { dir: ic.dir.clone(), source })?;
-        Ok(Ingest { events: out_rx, stop, thread: Some(thread) })
+            .map_err(|source| StartError::Dir {
+                dir: ic.dir.clone(),
+                source,
+            })?;
+        Ok(Ingest {
+            events: out_rx,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     pub fn events(&self) -> &Receiver<IngestEvent> {
@@ -224,7 +238,9 @@ impl Worker {
     }
 
     /// The dataset a path belongs to, with its index; warns once about unindexed NIfTI names.
+    /// Paths are re-rooted on the canonical directory so that event and listing paths agree.
     fn dataset_of(&mut self, path: &Path) -> Option<(PathBuf, u32)> {
+        let path = &self.dir.join(path.file_name()?);
         let dataset = match self.pattern.classify(path) {
             NameClass::Volume(index) => return Some((path.to_owned(), index)),
             NameClass::PairImage(header) => header,
@@ -235,7 +251,10 @@ impl Worker {
                         path.display()
                     );
                     warn!("{message}");
-                    let _ = self.out.send(IngestEvent::Warning { message, at_ns: now_ns() });
+                    let _ = self.out.send(IngestEvent::Warning {
+                        message,
+                        at_ns: now_ns(),
+                    });
                 }
                 return None;
             }
@@ -258,7 +277,9 @@ impl Worker {
         };
         let mut newest_skipped = None;
         for path in files {
-            let Some((dataset, index)) = self.dataset_of(&path) else { continue };
+            let Some((dataset, index)) = self.dataset_of(&path) else {
+                continue;
+            };
             let look = look_at(&dataset);
             match self.existing {
                 ExistingFiles::Process => self.tracker.observe_look(&dataset, index, look, now),
@@ -319,7 +340,10 @@ impl Worker {
 
     fn warn(&mut self, message: String) {
         warn!("{message}");
-        let _ = self.out.send(IngestEvent::Warning { message, at_ns: now_ns() });
+        let _ = self.out.send(IngestEvent::Warning {
+            message,
+            at_ns: now_ns(),
+        });
     }
 
     fn do_due_work(&mut self) {
@@ -332,7 +356,8 @@ impl Worker {
                 match item {
                     Due::Relook(path) => {
                         if let Some(index) = self.tracker.index_of(&path) {
-                            self.tracker.observe_look(&path, index, look_at(&path), now_ns());
+                            self.tracker
+                                .observe_look(&path, index, look_at(&path), now_ns());
                         }
                     }
                     Due::Read(path) => self.read(&path),
@@ -342,22 +367,25 @@ impl Worker {
     }
 
     fn read(&mut self, path: &Path) {
-        let Some(index) = self.tracker.index_of(path) else { return };
+        let Some(index) = self.tracker.index_of(path) else {
+            return;
+        };
         let seen_ns = self.tracker.first_seen_ns(path).unwrap_or_else(now_ns);
         match read_volume_file(path, self.max_voxels) {
             Ok(decoded) => {
                 let read_ns = now_ns();
                 self.tracker.read_succeeded(path, look_at(path));
                 let geometry = decoded.header.geometry();
-                let (ref_path, ref_geometry) =
-                    self.reference.get_or_insert_with(|| (path.to_owned(), geometry.clone()));
+                let (ref_path, ref_geometry) = self
+                    .reference
+                    .get_or_insert_with(|| (path.to_owned(), geometry.clone()));
                 if let Some(diff) = ref_geometry.mismatch(&geometry, self.tolerance_mm) {
                     let reason = format!(
                         "geometry differs from {}: {diff}; expected every volume on one grid",
                         ref_path.display()
                     );
-                    warn!("{}: {reason}", path.display());
-                    self.sequencer.offer_rejected(Some(index), path.to_owned(), reason, read_ns);
+                    self.sequencer
+                        .offer_rejected(Some(index), path.to_owned(), reason, read_ns);
                     return;
                 }
                 if self.sequencer.tr_ns().is_none() {
@@ -370,7 +398,11 @@ impl Worker {
                     }
                 }
                 if decoded.non_finite > 0 {
-                    warn!("{}: {} NaN/Inf voxels (kept, counted)", path.display(), decoded.non_finite);
+                    warn!(
+                        "{}: {} NaN/Inf voxels (kept, counted)",
+                        path.display(),
+                        decoded.non_finite
+                    );
                 }
                 let volume = Volume {
                     index,
@@ -385,7 +417,10 @@ impl Worker {
             }
             Err(error) => {
                 let now = now_ns();
-                match self.tracker.read_failed(path, look_at(path), error.is_retryable(), now) {
+                match self
+                    .tracker
+                    .read_failed(path, look_at(path), error.is_retryable(), now)
+                {
                     Failure::RetryAt(at) => {
                         debug!("{error}; retry in {} ms", (at - now) / MS);
                     }
@@ -395,8 +430,8 @@ impl Worker {
                         } else {
                             error.to_string()
                         };
-                        warn!("rejected: {reason}");
-                        self.sequencer.offer_rejected(Some(index), path.to_owned(), reason, now);
+                        self.sequencer
+                            .offer_rejected(Some(index), path.to_owned(), reason, now);
                     }
                 }
             }
@@ -404,23 +439,16 @@ impl Worker {
     }
 }
 
+/// One debug line per event; what users see is printed by the consumer, in stream order.
 fn log_event(event: &IngestEvent) {
     match event {
-        IngestEvent::Volume(v) => debug!(
+        IngestEvent::Volume(v) | IngestEvent::Late(v) => debug!(
             index = v.index,
             latency_ms = (v.read_ns.saturating_sub(v.seen_ns)) as f64 / 1e6,
-            "volume {}",
+            "{} {}",
+            event.kind(),
             v.path.display()
         ),
-        IngestEvent::Late(v) => warn!(index = v.index, "late volume {}", v.path.display()),
-        IngestEvent::Missing { index, .. } => warn!(index, "volume missing at its deadline"),
-        IngestEvent::Rejected { index, path, reason, .. } => {
-            warn!(index, "rejected {}: {reason}", path.display())
-        }
-        IngestEvent::Duplicate { index, path, .. } => {
-            warn!(index, "duplicate ignored: {}", path.display())
-        }
-        IngestEvent::Warning { .. } => {}
-        IngestEvent::RunEnded { reason, counts, .. } => info!(?reason, ?counts, "run ended"),
+        other => debug!("{:?}", other.to_log_record()),
     }
 }

@@ -157,15 +157,16 @@ impl Geometry {
         const LETTERS: [[char; 2]; 3] = [['L', 'R'], ['P', 'A'], ['I', 'S']];
         (0..3)
             .map(|col| {
-                let (row, value) = (0..3)
-                    .map(|row| (row, self.affine[row][col]))
-                    .fold((0, 0.0f64), |best, cur| {
+                let (row, value) = (0..3).map(|row| (row, self.affine[row][col])).fold(
+                    (0, 0.0f64),
+                    |best, cur| {
                         if cur.1.abs() > best.1.abs() {
                             cur
                         } else {
                             best
                         }
-                    });
+                    },
+                );
                 LETTERS[row][usize::from(value > 0.0)]
             })
             .collect()
@@ -223,7 +224,12 @@ mod tests {
 
     #[test]
     fn mismatch_names_what_differs() {
-        let a = geometry([[2.0, 0.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0], [0.0; 4]]);
+        let a = geometry([
+            [2.0, 0.0, 0.0, 0.0],
+            [0.0, 2.0, 0.0, 0.0],
+            [0.0, 0.0, 2.0, 0.0],
+            [0.0; 4],
+        ]);
         let mut b = a.clone();
         assert_eq!(a.mismatch(&b, 1e-3), None);
         b.affine[1][3] = 0.5;

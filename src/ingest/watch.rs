@@ -31,19 +31,27 @@ pub fn signals_of(event: &Event, at_ns: u64) -> Vec<Signal> {
         return vec![Signal::Rescan("the event queue overflowed".into())];
     }
     match event.kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
-            event.paths.iter().map(|p| Signal::Closed(p.clone(), at_ns)).collect()
-        }
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => event
+            .paths
+            .iter()
+            .map(|p| Signal::Closed(p.clone(), at_ns))
+            .collect(),
         // A rename into the directory: with both names known, the second is the new one.
-        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
-            event.paths.get(1).map(|p| vec![Signal::Closed(p.clone(), at_ns)]).unwrap_or_default()
-        }
-        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
-            event.paths.iter().map(|p| Signal::Closed(p.clone(), at_ns)).collect()
-        }
-        EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => {
-            event.paths.iter().map(|p| Signal::Changed(p.clone(), at_ns)).collect()
-        }
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event
+            .paths
+            .get(1)
+            .map(|p| vec![Signal::Closed(p.clone(), at_ns)])
+            .unwrap_or_default(),
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => event
+            .paths
+            .iter()
+            .map(|p| Signal::Closed(p.clone(), at_ns))
+            .collect(),
+        EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => event
+            .paths
+            .iter()
+            .map(|p| Signal::Changed(p.clone(), at_ns))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -75,7 +83,10 @@ fn stat(path: &Path) -> Option<Look> {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos() as i128);
-    Some(Look { size: meta.len(), mtime_ns })
+    Some(Look {
+        size: meta.len(),
+        mtime_ns,
+    })
 }
 
 /// Size and mtime of a dataset; for a `.hdr`, of the header and its image together (`None`
@@ -85,7 +96,10 @@ pub fn look_at(path: &Path) -> Option<Look> {
     match FileKind::of(path) {
         Some(FileKind::Pair | FileKind::PairGz) => {
             let img = stat(&companion_image(path))?;
-            Some(Look { size: head.size + img.size, mtime_ns: head.mtime_ns.max(img.mtime_ns) })
+            Some(Look {
+                size: head.size + img.size,
+                mtime_ns: head.mtime_ns.max(img.mtime_ns),
+            })
         }
         _ => Some(head),
     }
@@ -113,7 +127,10 @@ mod tests {
         let p = PathBuf::from("/e/v_0001.nii");
         let ev = |kind| Event::new(kind).add_path(p.clone());
         assert_eq!(
-            signals_of(&ev(EventKind::Access(AccessKind::Close(AccessMode::Write))), 7),
+            signals_of(
+                &ev(EventKind::Access(AccessKind::Close(AccessMode::Write))),
+                7
+            ),
             vec![Signal::Closed(p.clone(), 7)]
         );
         assert_eq!(
@@ -125,14 +142,21 @@ mod tests {
             vec![Signal::Changed(p.clone(), 7)]
         );
         assert_eq!(
-            signals_of(&ev(EventKind::Modify(ModifyKind::Data(DataChange::Content))), 7),
+            signals_of(
+                &ev(EventKind::Modify(ModifyKind::Data(DataChange::Content))),
+                7
+            ),
             vec![Signal::Changed(p.clone(), 7)]
         );
         let both = Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
             .add_path(PathBuf::from("/e/.v.tmp"))
             .add_path(p.clone());
         assert_eq!(signals_of(&both, 1), vec![Signal::Closed(p.clone(), 1)]);
-        assert!(signals_of(&ev(EventKind::Access(AccessKind::Open(AccessMode::Read))), 1).is_empty());
+        assert!(signals_of(
+            &ev(EventKind::Access(AccessKind::Open(AccessMode::Read))),
+            1
+        )
+        .is_empty());
         let overflow = Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
         assert!(matches!(signals_of(&overflow, 1)[0], Signal::Rescan(_)));
     }

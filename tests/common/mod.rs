@@ -25,7 +25,10 @@ pub fn collect(ingest: &Ingest, limit: Duration) -> Vec<IngestEvent> {
     let mut events = Vec::new();
     loop {
         let left = limit.checked_sub(start.elapsed()).unwrap_or_else(|| {
-            panic!("no RunEnded within {limit:?}; got {}", summary(&events).join(" "))
+            panic!(
+                "no RunEnded within {limit:?}; got {}",
+                summary(&events).join(" ")
+            )
         });
         match ingest.events().recv_timeout(left) {
             Ok(e) => {
@@ -35,7 +38,10 @@ pub fn collect(ingest: &Ingest, limit: Duration) -> Vec<IngestEvent> {
                     return events;
                 }
             }
-            Err(_) => panic!("no RunEnded within {limit:?}; got {}", summary(&events).join(" ")),
+            Err(_) => panic!(
+                "no RunEnded within {limit:?}; got {}",
+                summary(&events).join(" ")
+            ),
         }
     }
 }
@@ -48,7 +54,9 @@ pub fn summary(events: &[IngestEvent]) -> Vec<String> {
             IngestEvent::Volume(v) => format!("v{}", v.index),
             IngestEvent::Late(v) => format!("l{}", v.index),
             IngestEvent::Missing { index, .. } => format!("m{index}"),
-            IngestEvent::Rejected { index, .. } => format!("r{}", index.map_or("?".into(), |i| i.to_string())),
+            IngestEvent::Rejected { index, .. } => {
+                format!("r{}", index.map_or("?".into(), |i| i.to_string()))
+            }
             IngestEvent::Duplicate { index, .. } => format!("d{index}"),
             IngestEvent::Warning { .. } => "w".into(),
             IngestEvent::RunEnded { .. } => "end".into(),
@@ -96,5 +104,8 @@ pub fn collect_timed(ingest: &Ingest, limit: Duration) -> Vec<(IngestEvent, u64)
         }
     }
     let got: Vec<IngestEvent> = events.into_iter().map(|(e, _)| e).collect();
-    panic!("no RunEnded within {limit:?}; got {}", summary(&got).join(" "))
+    panic!(
+        "no RunEnded within {limit:?}; got {}",
+        summary(&got).join(" ")
+    )
 }

@@ -153,21 +153,40 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 /// Runs a replay to the end and returns (and writes) its manifest.
 pub fn run_replay(o: &ReplayOptions) -> Result<Manifest, ReplayError> {
     if !(o.speed.is_finite() && o.speed > 0.0) {
-        return Err(ReplayError::Invalid(format!("--speed {} must be a positive number", o.speed)));
+        return Err(ReplayError::Invalid(format!(
+            "--speed {} must be a positive number",
+            o.speed
+        )));
     }
     let mut source = Source::open(&o.source, o.max_voxels)?;
     let tr_s = o.tr_s.or(source.tr_s()).ok_or_else(|| {
-        ReplayError::Invalid(format!("{}: the header gives no TR (pixdim[4]); pass --tr", o.source.display()))
+        ReplayError::Invalid(format!(
+            "{}: the header gives no TR (pixdim[4]); pass --tr",
+            o.source.display()
+        ))
     })?;
     if !(tr_s.is_finite() && tr_s > 0.0) {
-        return Err(ReplayError::Invalid(format!("TR {tr_s} s must be positive")));
+        return Err(ReplayError::Invalid(format!(
+            "TR {tr_s} s must be positive"
+        )));
     }
-    let n = o.limit.map_or(source.n_volumes(), |l| l.min(source.n_volumes()));
-    let gz_needed = o.faults_at.values().chain(o.rates.iter().map(|(k, _)| k)).any(|k| k.needs_gzip());
+    let n = o
+        .limit
+        .map_or(source.n_volumes(), |l| l.min(source.n_volumes()));
+    let gz_needed = o
+        .faults_at
+        .values()
+        .chain(o.rates.iter().map(|(k, _)| k))
+        .any(|k| k.needs_gzip());
     if gz_needed && o.format != OutFormat::NiiGz {
-        return Err(ReplayError::Invalid("truncated-gzip faults need --format nii.gz".into()));
+        return Err(ReplayError::Invalid(
+            "truncated-gzip faults need --format nii.gz".into(),
+        ));
     }
-    std::fs::create_dir_all(&o.to).map_err(|source| ReplayError::Io { path: o.to.clone(), source })?;
+    std::fs::create_dir_all(&o.to).map_err(|source| ReplayError::Io {
+        path: o.to.clone(),
+        source,
+    })?;
 
     let explicit = o
         .faults_at
@@ -192,19 +211,24 @@ pub fn run_replay(o: &ReplayOptions) -> Result<Manifest, ReplayError> {
     let needed: std::collections::HashSet<usize> = remaining.keys().copied().collect();
     let mut cache: HashMap<usize, Vec<u8>> = HashMap::new();
     let mut read_upto = 0usize;
-    let mut ensure = |position: usize, cache: &mut HashMap<usize, Vec<u8>>| -> Result<(), ReplayError> {
-        while read_upto <= position {
-            let file = source
-                .next_file()
-                .ok_or_else(|| ReplayError::Invalid(format!("the source ended before volume {read_upto}")))??;
-            if needed.contains(&read_upto) {
-                let bytes = if o.format == OutFormat::NiiGz { gzip(&file) } else { file };
-                cache.insert(read_upto, bytes);
+    let mut ensure =
+        |position: usize, cache: &mut HashMap<usize, Vec<u8>>| -> Result<(), ReplayError> {
+            while read_upto <= position {
+                let file = source.next_file().ok_or_else(|| {
+                    ReplayError::Invalid(format!("the source ended before volume {read_upto}"))
+                })??;
+                if needed.contains(&read_upto) {
+                    let bytes = if o.format == OutFormat::NiiGz {
+                        gzip(&file)
+                    } else {
+                        file
+                    };
+                    cache.insert(read_upto, bytes);
+                }
+                read_upto += 1;
             }
-            read_upto += 1;
-        }
-        Ok(())
-    };
+            Ok(())
+        };
 
     let start = Instant::now();
     let mut actions = Vec::with_capacity(plan.steps.len());
@@ -221,9 +245,17 @@ pub fn run_replay(o: &ReplayOptions) -> Result<Manifest, ReplayError> {
         let index = o.first_index + step.position as u32;
         let name = o.file_name(index);
         let path = o.to.join(&name);
-        let bytes = cache.get(&step.position).map(Vec::as_slice).unwrap_or_default();
+        let bytes = cache
+            .get(&step.position)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let started = Instant::now();
-        let io = |r: std::io::Result<()>| r.map_err(|source| ReplayError::Io { path: path.clone(), source });
+        let io = |r: std::io::Result<()>| {
+            r.map_err(|source| ReplayError::Io {
+                path: path.clone(),
+                source,
+            })
+        };
         let written = match step.op {
             Op::Write | Op::Rewrite | Op::Complete => {
                 io(write_file(&path, bytes, o.write))?;
@@ -281,7 +313,10 @@ pub fn run_replay(o: &ReplayOptions) -> Result<Manifest, ReplayError> {
         write_mode: match o.write {
             WriteMode::Atomic => "atomic".into(),
             WriteMode::Chunked { chunk_bytes, pause } => {
-                format!("chunked ({chunk_bytes} bytes, {} ms pauses)", pause.as_secs_f64() * 1e3)
+                format!(
+                    "chunked ({chunk_bytes} bytes, {} ms pauses)",
+                    pause.as_secs_f64() * 1e3
+                )
             }
         },
         seed: o.seed,
@@ -290,12 +325,19 @@ pub fn run_replay(o: &ReplayOptions) -> Result<Manifest, ReplayError> {
         volumes,
         actions,
     };
-    let manifest_path = o.manifest.clone().unwrap_or_else(|| o.to.join("replay_manifest.json"));
+    let manifest_path = o
+        .manifest
+        .clone()
+        .unwrap_or_else(|| o.to.join("replay_manifest.json"));
     write_manifest(&manifest, &manifest_path)?;
     Ok(manifest)
 }
 
 fn write_manifest(manifest: &Manifest, path: &Path) -> Result<(), ReplayError> {
-    let text = serde_json::to_string_pretty(manifest).map_err(|e| ReplayError::Invalid(e.to_string()))?;
-    std::fs::write(path, text).map_err(|source| ReplayError::Io { path: path.to_owned(), source })
+    let text =
+        serde_json::to_string_pretty(manifest).map_err(|e| ReplayError::Invalid(e.to_string()))?;
+    std::fs::write(path, text).map_err(|source| ReplayError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }

@@ -119,7 +119,11 @@ pub fn make_plan(o: &PlanOptions) -> Plan {
     let tr = o.tr_s;
     let mut steps = Vec::new();
     for p in 0..o.n_volumes {
-        let jitter = if o.jitter_s > 0.0 { rng.random::<f64>() * o.jitter_s } else { 0.0 };
+        let jitter = if o.jitter_s > 0.0 {
+            rng.random::<f64>() * o.jitter_s
+        } else {
+            0.0
+        };
         let slot = p as f64 * tr + jitter;
         let step = |position, at_s, op| Step { position, at_s, op };
         let swapped_in = p > 0 && faults.get(&(p - 1)) == Some(&FaultKind::Swap);
@@ -171,9 +175,13 @@ mod tests {
     #[test]
     fn explicit_faults_shape_the_steps() {
         let mut o = options();
-        o.explicit = [(1, FaultKind::Drop), (3, FaultKind::Swap), (6, FaultKind::TruncateLate)]
-            .into_iter()
-            .collect();
+        o.explicit = [
+            (1, FaultKind::Drop),
+            (3, FaultKind::Swap),
+            (6, FaultKind::TruncateLate),
+        ]
+        .into_iter()
+        .collect();
         let plan = make_plan(&o);
         let order: Vec<(usize, Op)> = plan.steps.iter().map(|s| (s.position, s.op)).collect();
         assert_eq!(

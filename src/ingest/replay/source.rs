@@ -38,10 +38,18 @@ impl Source {
                 path: path.to_owned(),
                 detail: e.to_string(),
             })?;
-            let entries = std::fs::read_dir(path).map_err(|source| ReadError::Io { path: path.to_owned(), source })?;
+            let entries = std::fs::read_dir(path).map_err(|source| ReadError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
             let mut files = Vec::new();
             for entry in entries {
-                let file = entry.map_err(|source| ReadError::Io { path: path.to_owned(), source })?.path();
+                let file = entry
+                    .map_err(|source| ReadError::Io {
+                        path: path.to_owned(),
+                        source,
+                    })?
+                    .path();
                 if let NameClass::Volume(index) = pattern.classify(&file) {
                     files.push((index, file));
                 }
@@ -57,7 +65,10 @@ impl Source {
             Ok(Source {
                 n_volumes: files.len(),
                 tr_s: first.tr_s(),
-                kind: Kind::Files { files: files.into_iter().map(|(_, f)| f).collect(), next: 0 },
+                kind: Kind::Files {
+                    files: files.into_iter().map(|(_, f)| f).collect(),
+                    next: 0,
+                },
                 max_voxels,
             })
         } else {
@@ -85,7 +96,9 @@ impl Source {
         match &mut self.kind {
             Kind::Run(reader) => {
                 let header = reader.header().clone();
-                reader.next_raw().map(|raw| raw.map(|raw| single_volume_nii(&header, raw)))
+                reader
+                    .next_raw()
+                    .map(|raw| raw.map(|raw| single_volume_nii(&header, raw)))
             }
             Kind::Files { files, next } => {
                 let path = files.get(*next)?.clone();
@@ -112,9 +125,15 @@ fn read_one(path: &Path, max_voxels: usize) -> Result<(Header, Vec<u8>), ReadErr
             (read_bytes(&img, kind.is_gzip(), max_voxels)?, img)
         }
     };
-    let raw = data.get(header.vox_offset..header.vox_offset + n).ok_or_else(|| ReadError::Incomplete {
-        path: data_path,
-        detail: format!("{} bytes, the header implies {}", data.len(), header.vox_offset + n),
-    })?;
+    let raw = data
+        .get(header.vox_offset..header.vox_offset + n)
+        .ok_or_else(|| ReadError::Incomplete {
+            path: data_path,
+            detail: format!(
+                "{} bytes, the header implies {}",
+                data.len(),
+                header.vox_offset + n
+            ),
+        })?;
     Ok((header.clone(), raw.to_vec()))
 }

@@ -14,11 +14,19 @@ pub enum WriteMode {
 }
 
 fn temp_name(path: &Path) -> PathBuf {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("volume");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("volume");
     path.with_file_name(format!(".{name}.tmp"))
 }
 
-fn write_chunks(file: &mut File, bytes: &[u8], chunk_bytes: usize, pause: Duration) -> io::Result<()> {
+fn write_chunks(
+    file: &mut File,
+    bytes: &[u8],
+    chunk_bytes: usize,
+    pause: Duration,
+) -> io::Result<()> {
     let mut chunks = bytes.chunks(chunk_bytes.max(1)).peekable();
     while let Some(chunk) = chunks.next() {
         file.write_all(chunk)?;
@@ -56,7 +64,9 @@ pub fn fill_in_place(path: &Path, bytes: &[u8], mode: WriteMode) -> io::Result<(
     let mut file = OpenOptions::new().write(true).open(path)?;
     match mode {
         WriteMode::Atomic => file.write_all(bytes),
-        WriteMode::Chunked { chunk_bytes, pause } => write_chunks(&mut file, bytes, chunk_bytes, pause),
+        WriteMode::Chunked { chunk_bytes, pause } => {
+            write_chunks(&mut file, bytes, chunk_bytes, pause)
+        }
     }
 }
 
@@ -73,7 +83,10 @@ mod tests {
         assert_eq!(std::fs::read(&a).unwrap(), bytes);
         assert!(!temp_name(&a).exists());
         let b = dir.path().join("b.nii");
-        let chunked = WriteMode::Chunked { chunk_bytes: 999, pause: Duration::from_micros(10) };
+        let chunked = WriteMode::Chunked {
+            chunk_bytes: 999,
+            pause: Duration::from_micros(10),
+        };
         write_file(&b, &bytes, chunked).unwrap();
         assert_eq!(std::fs::read(&b).unwrap(), bytes);
         let c = dir.path().join("c.nii");
