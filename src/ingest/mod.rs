@@ -27,7 +27,8 @@ pub use events::{EndReason, IngestCounts, IngestEvent};
 pub use header::{Header, HEADER_BYTES, NII_VOX_OFFSET};
 pub use naming::{is_temporary, IndexPattern, NameClass};
 pub use nifti_read::{
-    companion_image, inflate_verified, read_bytes, read_volume_file, Decoded, FileKind, RunReader,
+    companion_image, inflate_verified, read_bytes, read_raw_volume, read_volume_file, Decoded,
+    FileKind, RawVolume, RunReader,
 };
 pub use service::{Ingest, StartError};
 pub use volume::{Datatype, Geometry, Volume};

@@ -170,10 +170,26 @@ fn voxel_bytes<'a>(
         })
 }
 
-/// Reads one 3-D volume from a `.nii`, `.nii.gz`, `.hdr` or `.hdr.gz` file (the `.img` is found
-/// beside a `.hdr`). A file holding more than one volume is refused: a scanner export gives one
-/// volume per file, and a 4-D run is read with `RunReader`.
-pub fn read_volume_file(path: &Path, max_voxels: usize) -> Result<Decoded, ReadError> {
+/// A 3-D dataset's header and the verified bytes that hold its voxels.
+#[derive(Debug, Clone)]
+pub struct RawVolume {
+    pub header: Header,
+    bytes: Vec<u8>,
+}
+
+impl RawVolume {
+    /// The stored voxel bytes (length checked when read).
+    pub fn voxels(&self) -> &[u8] {
+        let start = self.header.vox_offset;
+        &self.bytes[start..start + self.header.bytes_per_volume()]
+    }
+}
+
+/// Reads one 3-D volume's header and stored bytes from a `.nii`, `.nii.gz`, `.hdr` or `.hdr.gz`
+/// file (the `.img` is found beside a `.hdr`), proving it complete. A file holding more than
+/// one volume is refused: a scanner export gives one volume per file, and a 4-D run is read
+/// with `RunReader`.
+pub fn read_raw_volume(path: &Path, max_voxels: usize) -> Result<RawVolume, ReadError> {
     let kind = FileKind::of(path).ok_or_else(|| ReadError::NotNifti {
         path: path.to_owned(),
         detail: "expected a name ending in .nii, .nii.gz, .hdr or .hdr.gz".into(),
@@ -186,34 +202,25 @@ pub fn read_volume_file(path: &Path, max_voxels: usize) -> Result<Decoded, ReadE
             found: format!("dims {:?} ({} volumes)", header.dims, header.n_volumes()),
         });
     }
-    let n_bytes = header.bytes_per_volume();
-    let mut data = Vec::with_capacity(header.voxels_per_volume());
-    let non_finite = match kind {
-        FileKind::Nii | FileKind::NiiGz => {
-            let raw = voxel_bytes(&bytes, &header, n_bytes, path)?;
-            convert_to_f32(
-                raw,
-                header.datatype,
-                header.big_endian,
-                header.scaling,
-                &mut data,
-            )
-        }
+    let (bytes, data_path) = match kind {
+        FileKind::Nii | FileKind::NiiGz => (bytes, path.to_owned()),
         FileKind::Pair | FileKind::PairGz => {
             let img_path = companion_image(path);
-            let img = read_bytes(&img_path, kind.is_gzip(), max_voxels)?;
-            let raw = voxel_bytes(&img, &header, n_bytes, &img_path)?;
-            convert_to_f32(
-                raw,
-                header.datatype,
-                header.big_endian,
-                header.scaling,
-                &mut data,
-            )
+            (read_bytes(&img_path, kind.is_gzip(), max_voxels)?, img_path)
         }
     };
+    voxel_bytes(&bytes, &header, header.bytes_per_volume(), &data_path)?;
+    Ok(RawVolume { header, bytes })
+}
+
+/// Reads one 3-D volume (see `read_raw_volume`) and converts it to `f32`.
+pub fn read_volume_file(path: &Path, max_voxels: usize) -> Result<Decoded, ReadError> {
+    let raw = read_raw_volume(path, max_voxels)?;
+    let h = &raw.header;
+    let mut data = Vec::with_capacity(h.voxels_per_volume());
+    let non_finite = convert_to_f32(raw.voxels(), h.datatype, h.big_endian, h.scaling, &mut data);
     Ok(Decoded {
-        header,
+        header: raw.header,
         data,
         non_finite,
     })

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::config::DEFAULT_PATTERN;
 use crate::ingest::header::{Header, NII_VOX_OFFSET};
 use crate::ingest::naming::{IndexPattern, NameClass};
-use crate::ingest::nifti_read::{companion_image, read_bytes, FileKind, RunReader};
+use crate::ingest::nifti_read::{read_raw_volume, RunReader};
 use crate::ingest::ReadError;
 
 enum Kind {
@@ -109,31 +109,8 @@ impl Source {
     }
 }
 
-/// The header and raw voxel bytes of a 3-D file.
+/// The header and stored voxel bytes of a 3-D file.
 fn read_one(path: &Path, max_voxels: usize) -> Result<(Header, Vec<u8>), ReadError> {
-    let kind = FileKind::of(path).ok_or_else(|| ReadError::NotNifti {
-        path: path.to_owned(),
-        detail: "expected .nii, .nii.gz, .hdr or .hdr.gz".into(),
-    })?;
-    let bytes = read_bytes(path, kind.is_gzip(), max_voxels)?;
-    let header = Header::parse(&bytes, path, max_voxels)?;
-    let n = header.bytes_per_volume();
-    let (data, data_path) = match kind {
-        FileKind::Nii | FileKind::NiiGz => (bytes, path.to_owned()),
-        FileKind::Pair | FileKind::PairGz => {
-            let img = companion_image(path);
-            (read_bytes(&img, kind.is_gzip(), max_voxels)?, img)
-        }
-    };
-    let raw = data
-        .get(header.vox_offset..header.vox_offset + n)
-        .ok_or_else(|| ReadError::Incomplete {
-            path: data_path,
-            detail: format!(
-                "{} bytes, the header implies {}",
-                data.len(),
-                header.vox_offset + n
-            ),
-        })?;
-    Ok((header.clone(), raw.to_vec()))
+    let raw = read_raw_volume(path, max_voxels)?;
+    Ok((raw.header.clone(), raw.voxels().to_vec()))
 }
