@@ -36,6 +36,7 @@ pub struct SessionConfig {
     pub session: SessionSection,
     pub ingest: IngestConfig,
     pub output: OutputConfig,
+    pub simulate: crate::sim::SimConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -240,6 +241,18 @@ impl SessionConfig {
                 "ingest.channel_capacity",
                 "is 0, expected at least 1".into(),
             );
+        }
+        for (key, ms) in [
+            ("ingest.poll_interval_ms", i.poll_interval_ms),
+            ("ingest.stability_ms", i.stability_ms),
+            ("ingest.retry_backoff_ms", i.retry_backoff_ms),
+        ] {
+            if !(1..=3_600_000).contains(&ms) {
+                return invalid(key, format!("is {ms}, expected 1 to 3600000 ms"));
+            }
+        }
+        if let Err(message) = self.simulate.validate() {
+            return Err(ConfigError::Invalid { path: path.to_owned(), key: "simulate", message });
         }
         Ok(())
     }

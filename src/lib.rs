@@ -8,3 +8,4 @@ pub mod clock;
 pub mod config;
 pub mod ingest;
 pub mod inspect;
+pub mod sim;

@@ -217,9 +217,15 @@ pub fn encode_values(spec: &NiftiSpec, values: &[f32]) -> Result<Vec<u8>, WriteE
             spec.dims
         )));
     }
+    let mut out = Vec::with_capacity(values.len() * spec.datatype.size_bytes());
+    encode_into(spec, values, &mut out)?;
+    Ok(out)
+}
+
+/// Appends `values` stored as the spec says (datatype, scaling) to `out`.
+fn encode_into(spec: &NiftiSpec, values: &[f32], out: &mut Vec<u8>) -> Result<(), WriteError> {
     let (slope, inter) = spec.scaling.unwrap_or((1.0, 0.0));
     let stored = |v: f32| ((v as f64 - inter as f64) / slope as f64).round();
-    let mut out = Vec::with_capacity(values.len() * spec.datatype.size_bytes());
     match spec.datatype {
         Datatype::U8 => out.extend(values.iter().map(|&v| stored(v).clamp(0.0, 255.0) as u8)),
         Datatype::I16 => {
@@ -229,16 +235,14 @@ pub fn encode_values(spec: &NiftiSpec, values: &[f32]) -> Result<Vec<u8>, WriteE
         }
         Datatype::I32 => {
             for &v in values {
-                out.extend_from_slice(
-                    &(stored(v).clamp(i32::MIN as f64, i32::MAX as f64) as i32).to_le_bytes(),
-                );
+                let s = stored(v).clamp(i32::MIN as f64, i32::MAX as f64) as i32;
+                out.extend_from_slice(&s.to_le_bytes());
             }
         }
         Datatype::F32 => {
             for &v in values {
-                out.extend_from_slice(
-                    &(((v as f64 - inter as f64) / slope as f64) as f32).to_le_bytes(),
-                );
+                let s = ((v as f64 - inter as f64) / slope as f64) as f32;
+                out.extend_from_slice(&s.to_le_bytes());
             }
         }
         Datatype::F64 => {
@@ -252,7 +256,100 @@ pub fn encode_values(spec: &NiftiSpec, values: &[f32]) -> Result<Vec<u8>, WriteE
             )))
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Writes a 4-D run volume by volume (gzip when the name ends in `.gz`), through a temporary
+/// file renamed into place by `finish`, so nobody sees a partial run.
+pub struct RunWriter {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    out: Sink,
+    spec: NiftiSpec,
+    voxels_per_volume: usize,
+    volumes: usize,
+    written: usize,
+    buffer: Vec<u8>,
+}
+
+impl RunWriter {
+    /// `spec.dims` must be 4-D (x, y, z, volumes).
+    pub fn create(path: &Path, spec: &NiftiSpec) -> Result<RunWriter, WriteError> {
+        if spec.dims.len() != 4 {
+            return Err(WriteError::Spec(format!("a run needs 4 dims, got {:?}", spec.dims)));
+        }
+        let header = header_bytes(spec)?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("run");
+        let tmp = path.with_file_name(format!(".{name}.tmp"));
+        let io = |source| WriteError::Io { path: path.to_owned(), source };
+        let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).map_err(io)?);
+        let mut out = if name.to_ascii_lowercase().ends_with(".gz") {
+            Sink::Gzip(GzEncoder::new(file, Compression::fast()))
+        } else {
+            Sink::Plain(file)
+        };
+        out.write_all(&header).and_then(|_| out.write_all(&[0u8; 4])).map_err(io)?;
+        Ok(RunWriter {
+            path: path.to_owned(),
+            tmp,
+            out,
+            voxels_per_volume: spec.dims[..3].iter().product(),
+            volumes: spec.dims[3],
+            spec: spec.clone(),
+            written: 0,
+            buffer: Vec::new(),
+        })
+    }
+
+    pub fn write_volume(&mut self, values: &[f32]) -> Result<(), WriteError> {
+        if values.len() != self.voxels_per_volume || self.written >= self.volumes {
+            return Err(WriteError::Spec(format!(
+                "{}: volume {} of {} with {} values, expected {}",
+                self.path.display(),
+                self.written + 1,
+                self.volumes,
+                values.len(),
+                self.voxels_per_volume
+            )));
+        }
+        self.buffer.clear();
+        encode_into(&self.spec, values, &mut self.buffer)?;
+        self.out.write_all(&self.buffer).map_err(|source| WriteError::Io { path: self.path.clone(), source })?;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Flushes, checks every volume was written, and renames the file into place.
+    pub fn finish(self) -> Result<(), WriteError> {
+        if self.written != self.volumes {
+            return Err(WriteError::Spec(format!(
+                "{}: {} volumes written, the header says {}",
+                self.path.display(),
+                self.written,
+                self.volumes
+            )));
+        }
+        let io = |source| WriteError::Io { path: self.path.clone(), source };
+        match self.out {
+            Sink::Plain(mut f) => f.flush().map_err(io)?,
+            Sink::Gzip(gz) => gz.finish().and_then(|mut f| f.flush()).map_err(io)?,
+        }
+        std::fs::rename(&self.tmp, &self.path).map_err(io)
+    }
+}
+
+enum Sink {
+    Plain(std::io::BufWriter<std::fs::File>),
+    Gzip(GzEncoder<std::io::BufWriter<std::fs::File>>),
+}
+
+impl Sink {
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(f) => f.write_all(bytes),
+            Sink::Gzip(g) => g.write_all(bytes),
+        }
+    }
 }
 
 /// The complete bytes of a `.nii` file (gzip-compressed when `gzip`).
