@@ -76,7 +76,7 @@ pub enum ExistingFiles {
     Skip,
 }
 
-pub const DEFAULT_PATTERN: &str = r"(\d+)\.(?:nii|hdr)(?:\.gz)?$";
+pub const DEFAULT_PATTERN: &str = r"(?i)(\d+)\.(?:nii|hdr)(?:\.gz)?$";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -252,7 +252,11 @@ impl SessionConfig {
             }
         }
         if let Err(message) = self.simulate.validate() {
-            return Err(ConfigError::Invalid { path: path.to_owned(), key: "simulate", message });
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                key: "simulate",
+                message,
+            });
         }
         Ok(())
     }

@@ -171,13 +171,28 @@ fn simulate(args: SimulateArgs) -> Result<()> {
         let run = summary
             .runs
             .get(args.export_run.wrapping_sub(1))
-            .with_context(|| format!("--export-run {}: the session has runs 1 to {}", args.export_run, summary.runs.len()))?;
+            .with_context(|| {
+                format!(
+                    "--export-run {}: the session has runs 1 to {}",
+                    args.export_run,
+                    summary.runs.len()
+                )
+            })?;
         let mut o = ReplayOptions::new(run, dir);
         o.speed = args.speed;
         o.tr_s = Some(config.tr);
-        eprintln!("exporting {} into {} at TR pace (speed {}) ...", run.display(), dir.display(), args.speed);
+        eprintln!(
+            "exporting {} into {} at TR pace (speed {}) ...",
+            run.display(),
+            dir.display(),
+            args.speed
+        );
         let manifest = run_replay(&o)?;
-        println!("exported {} volumes into {}", manifest.n_volumes, dir.display());
+        println!(
+            "exported {} volumes into {}",
+            manifest.n_volumes,
+            dir.display()
+        );
     }
     Ok(())
 }
@@ -267,7 +282,18 @@ fn run(config_path: PathBuf, dir: Option<PathBuf>) -> Result<()> {
     }
     std::fs::create_dir_all(&config.output.dir)
         .with_context(|| format!("output.dir {}: cannot create", config.output.dir.display()))?;
-    let log_path = config.output.dir.join("events.jsonl");
+    // Never overwrite an earlier session's log.
+    let log_path = (1..)
+        .map(|n: u32| {
+            let name = if n == 1 {
+                "events.jsonl".to_string()
+            } else {
+                format!("events-{n}.jsonl")
+            };
+            config.output.dir.join(name)
+        })
+        .find(|p| !p.exists())
+        .context("no free event log name")?;
     let mut log = std::io::BufWriter::new(
         std::fs::File::create(&log_path)
             .with_context(|| format!("{}: cannot create", log_path.display()))?,

@@ -174,3 +174,24 @@ fn replay_from_a_folder_of_3d_volumes_including_pairs() {
     assert_eq!(copy.header.scaling, Some((1.5, 3.0)));
     assert_eq!(copy.header.geometry(), original.header.geometry());
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_polling_ingest_does_not_spin() {
+    // Regression: with no watcher the signal channel disconnected and the timed wait returned at
+    // once, so polling mode burned a whole core.
+    fn cpu_ticks() -> u64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap() // utime + stime
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = session(dir.path(), WatchMode::Poll, 1.0, 0);
+    let ingest = Ingest::start(&config).unwrap();
+    let before = cpu_ticks();
+    std::thread::sleep(Duration::from_millis(1000));
+    let used = cpu_ticks() - before; // clock ticks, usually 100 per second
+    drop(ingest);
+    assert!(used < 30, "{used} ticks of CPU in 1 s of idle polling");
+}

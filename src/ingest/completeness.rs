@@ -17,6 +17,10 @@ use std::path::{Path, PathBuf};
 pub struct Look {
     pub size: u64,
     pub mtime_ns: i128,
+    /// Status-change time and inode (0 where the platform has none): they change on a
+    /// rewrite or a rename even when a coarse mtime does not.
+    pub ctime_ns: i128,
+    pub inode: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +53,7 @@ struct Tracked {
     attempt_look: Option<Look>,
     read_due_ns: Option<u64>,
     relook_due_ns: Option<u64>,
+    absent_looks: u32,
 }
 
 /// What the service should do with a file now.
@@ -69,9 +74,13 @@ pub enum Failure {
     GiveUp { attempts: u32 },
 }
 
+/// Looks at a file that has vanished (or a `.hdr` whose `.img` never came) before giving up.
+const ABSENT_LOOKS: u32 = 100;
+
 pub struct Tracker {
     settings: TrackerSettings,
     files: HashMap<PathBuf, Tracked>,
+    abandoned: Vec<PathBuf>,
 }
 
 impl Tracker {
@@ -79,6 +88,7 @@ impl Tracker {
         Tracker {
             settings,
             files: HashMap::new(),
+            abandoned: Vec::new(),
         }
     }
 
@@ -95,6 +105,7 @@ impl Tracker {
                 attempt_look: None,
                 read_due_ns: None,
                 relook_due_ns: None,
+                absent_looks: 0,
             })
     }
 
@@ -138,11 +149,20 @@ impl Tracker {
         }
         t.relook_due_ns = None;
         let Some(look) = look else {
-            // Gone, or half of a pair not there yet: look again later.
+            // Gone, or half of a pair not there yet: look again later, for a while.
             t.look = None;
-            t.relook_due_ns = Some(now_ns + stability);
+            t.absent_looks += 1;
+            if t.absent_looks > ABSENT_LOOKS {
+                t.status = Status::Rejected;
+                t.settled_look = None;
+                t.read_due_ns = None;
+                self.abandoned.push(path.to_owned());
+            } else {
+                t.relook_due_ns = Some(now_ns + stability);
+            }
             return;
         };
+        t.absent_looks = 0;
         match t.look {
             Some((prev, since)) if prev == look => {
                 if now_ns >= since + stability {
@@ -156,10 +176,20 @@ impl Tracker {
                 }
             }
             _ => {
+                // Still changing: a scheduled read or retry waits for the file to settle again.
+                if t.look.is_some() {
+                    t.read_due_ns = None;
+                    t.attempts = 0;
+                }
                 t.look = Some((look, now_ns));
                 t.relook_due_ns = Some(now_ns + stability);
             }
         }
+    }
+
+    /// Files given up on because they stayed absent (vanished, or a pair's image never came).
+    pub fn take_abandoned(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.abandoned)
     }
 
     /// Marks a file present at start-up as already handled.
@@ -274,6 +304,8 @@ mod tests {
         Some(Look {
             size,
             mtime_ns: mtime,
+            ctime_ns: 0,
+            inode: 1,
         })
     }
 
@@ -334,6 +366,41 @@ mod tests {
         assert_eq!(t.status(p), Some(Status::Pending));
         assert_eq!(reads(&mut t, 300 * MS), vec![PathBuf::from(p)]);
         assert_eq!(t.first_seen_ns(p), Some(300 * MS));
+    }
+
+    #[test]
+    fn a_change_cancels_a_scheduled_retry_until_the_file_settles() {
+        let mut t = tracker();
+        let p = Path::new("v_0005.nii");
+        t.observe_look(p, 5, look(100, 1), 0);
+        t.observe_look(p, 5, look(100, 1), 50 * MS);
+        assert_eq!(reads(&mut t, 50 * MS).len(), 1);
+        assert_eq!(
+            t.read_failed(p, look(100, 1), true, 50 * MS),
+            Failure::RetryAt(70 * MS)
+        );
+        // The writer starts filling the file before the retry is due.
+        t.observe_look(p, 5, look(100, 2), 60 * MS);
+        assert!(
+            reads(&mut t, 70 * MS).is_empty(),
+            "no retry while the file changes"
+        );
+        t.observe_look(p, 5, look(100, 2), 110 * MS);
+        assert_eq!(reads(&mut t, 110 * MS).len(), 1);
+    }
+
+    #[test]
+    fn a_vanished_file_is_given_up_after_a_while() {
+        let mut t = tracker();
+        let p = Path::new("p_0006.hdr");
+        for k in 0..=ABSENT_LOOKS as u64 {
+            t.observe_look(p, 6, None, k * 50 * MS);
+        }
+        assert_eq!(t.take_abandoned(), vec![PathBuf::from(p)]);
+        assert_eq!(t.next_due_ns(), None);
+        // It comes back: a fresh start.
+        t.observe_closed(p, 6, look(10, 3), 10_000 * MS);
+        assert_eq!(reads(&mut t, 10_000 * MS).len(), 1);
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub enum ReadError {
     #[error("{path}: invalid header: {detail}")]
     BadHeader { path: PathBuf, detail: String },
     #[error(
-        "{path}: header dims {dims:?} give {voxels} voxels, over the limit of {limit} \
+        "{path}: header dims {dims:?} give {voxels} voxels per volume, over the limit of {limit} \
          (refused before allocating; raise ingest.max_voxels if this is real)"
     )]
     TooLarge {

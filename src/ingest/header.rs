@@ -87,8 +87,10 @@ impl Header {
                 ),
             });
         }
-        let voxels: u128 = raw_dims.iter().map(|&d| d as u128).product();
-        if voxels > max_voxels as u128 {
+        // The limit is per volume (a 4-D run is only ever held one volume at a time).
+        let voxels: u128 = raw_dims.iter().take(3).map(|&d| d as u128).product();
+        let volumes: u128 = raw_dims.iter().skip(3).map(|&d| d as u128).product();
+        if voxels > max_voxels as u128 || volumes > u32::MAX as u128 {
             return Err(ReadError::TooLarge {
                 path: path.to_owned(),
                 dims: raw_dims.to_vec(),
@@ -128,7 +130,12 @@ impl Header {
             datatype,
             big_endian,
             scaling,
-            vox_offset: vox_offset as usize,
+            // A single-file header cannot hold voxels inside itself (nibabel clamps the same way).
+            vox_offset: if &fields.magic == b"n+1\0" {
+                (vox_offset as usize).max(NII_VOX_OFFSET)
+            } else {
+                vox_offset as usize
+            },
             fields,
         })
     }

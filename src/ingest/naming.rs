@@ -107,7 +107,7 @@ mod tests {
         );
         assert_eq!(
             p.classify(Path::new("run2_0042.HDR.gz")),
-            NameClass::NoIndex
+            NameClass::Volume(42)
         );
         assert_eq!(p.classify(Path::new("anat.nii")), NameClass::NoIndex);
         assert_eq!(

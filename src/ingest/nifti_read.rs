@@ -194,23 +194,71 @@ pub fn read_raw_volume(path: &Path, max_voxels: usize) -> Result<RawVolume, Read
         path: path.to_owned(),
         detail: "expected a name ending in .nii, .nii.gz, .hdr or .hdr.gz".into(),
     })?;
-    let bytes = read_bytes(path, kind.is_gzip(), max_voxels)?;
-    let header = Header::parse(&bytes, path, max_voxels)?;
-    if header.n_volumes() != 1 {
-        return Err(ReadError::NotThreeD {
-            path: path.to_owned(),
-            found: format!("dims {:?} ({} volumes)", header.dims, header.n_volumes()),
-        });
-    }
-    let (bytes, data_path) = match kind {
-        FileKind::Nii | FileKind::NiiGz => (bytes, path.to_owned()),
+    let three_d = |header: &Header| {
+        if header.n_volumes() == 1 {
+            Ok(())
+        } else {
+            Err(ReadError::NotThreeD {
+                path: path.to_owned(),
+                found: format!("dims {:?} ({} volumes)", header.dims, header.n_volumes()),
+            })
+        }
+    };
+    let (header, bytes, data_path) = match kind {
+        FileKind::Nii => {
+            // Header first: nothing is allocated for the voxels before the header is valid.
+            let mut head = Vec::new();
+            File::open(path)
+                .and_then(|f| f.take(HEADER_BYTES as u64).read_to_end(&mut head))
+                .map_err(|e| io_err(path, e))?;
+            let header = Header::parse(&head, path, max_voxels)?;
+            three_d(&header)?;
+            let bytes = read_prefix(path, header.vox_offset + header.bytes_per_volume(), &header)?;
+            (header, bytes, path.to_owned())
+        }
+        FileKind::NiiGz => {
+            let bytes = read_bytes(path, true, max_voxels)?;
+            let header = Header::parse(&bytes, path, max_voxels)?;
+            three_d(&header)?;
+            (header, bytes, path.to_owned())
+        }
         FileKind::Pair | FileKind::PairGz => {
-            let img_path = companion_image(path);
-            (read_bytes(&img_path, kind.is_gzip(), max_voxels)?, img_path)
+            let head = read_bytes(path, kind.is_gzip(), max_voxels)?;
+            let header = Header::parse(&head, path, max_voxels)?;
+            three_d(&header)?;
+            let img = companion_image(path);
+            let bytes = if kind.is_gzip() {
+                read_bytes(&img, true, max_voxels)?
+            } else {
+                read_prefix(&img, header.vox_offset + header.bytes_per_volume(), &header)?
+            };
+            (header, bytes, img)
         }
     };
     voxel_bytes(&bytes, &header, header.bytes_per_volume(), &data_path)?;
     Ok(RawVolume { header, bytes })
+}
+
+/// The first `needed` bytes of an uncompressed file, or `Incomplete` when it is shorter.
+fn read_prefix(path: &Path, needed: usize, header: &Header) -> Result<Vec<u8>, ReadError> {
+    let file = File::open(path).map_err(|e| io_err(path, e))?;
+    let len = file.metadata().map_err(|e| io_err(path, e))?.len();
+    if len < needed as u64 {
+        return Err(ReadError::Incomplete {
+            path: path.to_owned(),
+            detail: format!(
+                "{len} bytes, the header implies {needed} (vox_offset {} + {} voxels x {} bytes)",
+                header.vox_offset,
+                header.voxels_per_volume(),
+                header.datatype.size_bytes()
+            ),
+        });
+    }
+    let mut bytes = Vec::with_capacity(needed);
+    file.take(needed as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_err(path, e))?;
+    Ok(bytes)
 }
 
 /// Reads one 3-D volume (see `read_raw_volume`) and converts it to `f32`.

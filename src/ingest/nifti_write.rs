@@ -276,19 +276,28 @@ impl RunWriter {
     /// `spec.dims` must be 4-D (x, y, z, volumes).
     pub fn create(path: &Path, spec: &NiftiSpec) -> Result<RunWriter, WriteError> {
         if spec.dims.len() != 4 {
-            return Err(WriteError::Spec(format!("a run needs 4 dims, got {:?}", spec.dims)));
+            return Err(WriteError::Spec(format!(
+                "a run needs 4 dims, got {:?}",
+                spec.dims
+            )));
         }
         let header = header_bytes(spec)?;
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("run");
         let tmp = path.with_file_name(format!(".{name}.tmp"));
-        let io = |source| WriteError::Io { path: path.to_owned(), source };
-        let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).map_err(io)?);
+        let io = |source| WriteError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file =
+            std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).map_err(io)?);
         let mut out = if name.to_ascii_lowercase().ends_with(".gz") {
-            Sink::Gzip(GzEncoder::new(file, Compression::fast()))
+            Sink::Gzip(Box::new(GzEncoder::new(file, Compression::fast())))
         } else {
             Sink::Plain(file)
         };
-        out.write_all(&header).and_then(|_| out.write_all(&[0u8; 4])).map_err(io)?;
+        out.write_all(&header)
+            .and_then(|_| out.write_all(&[0u8; 4]))
+            .map_err(io)?;
         Ok(RunWriter {
             path: path.to_owned(),
             tmp,
@@ -314,7 +323,12 @@ impl RunWriter {
         }
         self.buffer.clear();
         encode_into(&self.spec, values, &mut self.buffer)?;
-        self.out.write_all(&self.buffer).map_err(|source| WriteError::Io { path: self.path.clone(), source })?;
+        self.out
+            .write_all(&self.buffer)
+            .map_err(|source| WriteError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         self.written += 1;
         Ok(())
     }
@@ -329,7 +343,10 @@ impl RunWriter {
                 self.volumes
             )));
         }
-        let io = |source| WriteError::Io { path: self.path.clone(), source };
+        let io = |source| WriteError::Io {
+            path: self.path.clone(),
+            source,
+        };
         match self.out {
             Sink::Plain(mut f) => f.flush().map_err(io)?,
             Sink::Gzip(gz) => gz.finish().and_then(|mut f| f.flush()).map_err(io)?,
@@ -340,7 +357,7 @@ impl RunWriter {
 
 enum Sink {
     Plain(std::io::BufWriter<std::fs::File>),
-    Gzip(GzEncoder<std::io::BufWriter<std::fs::File>>),
+    Gzip(Box<GzEncoder<std::io::BufWriter<std::fs::File>>>),
 }
 
 impl Sink {

@@ -14,7 +14,7 @@
 //! Pure logic with injected time (`now_ns` arguments), so every rule is unit-tested without
 //! sleeping. It never reads files and never drops a delivered volume.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 
 use super::events::{EndReason, IngestCounts, IngestEvent};
@@ -51,6 +51,8 @@ pub struct Sequencer {
     delivered: HashMap<u32, PathBuf>,
     /// Slots declared missing or rejected: a valid volume for one of these is `Late`.
     gaps: HashSet<u32>,
+    /// Slots declared missing (a subset of `gaps`).
+    missing: BTreeSet<u32>,
     last_activity_ns: Option<u64>,
     last_delivered: Option<u32>,
     counts: IngestCounts,
@@ -68,6 +70,7 @@ impl Sequencer {
             waiting: BTreeMap::new(),
             delivered: HashMap::new(),
             gaps: HashSet::new(),
+            missing: BTreeSet::new(),
             last_activity_ns: None,
             last_delivered: None,
             counts: IngestCounts::default(),
@@ -214,7 +217,7 @@ impl Sequencer {
                     reason,
                     at_ns,
                 } => {
-                    self.observe_arrival(index, at_ns);
+                    // A rejection's time (after retries) says nothing of the schedule.
                     self.gaps.insert(index);
                     self.out.push(IngestEvent::Rejected {
                         index: Some(index),
@@ -241,9 +244,20 @@ impl Sequencer {
             if let (Some(t), Some(slack)) =
                 (earliest, self.tr_times(self.settings.deadline_tr - 1.0))
             {
-                self.first_deadline_ns = Some(t + slack);
+                self.first_deadline_ns = Some(t.saturating_add(slack));
             }
         }
+    }
+
+    fn declare_missing(&mut self, deadline_ns: u64) {
+        self.gaps.insert(self.next);
+        self.missing.insert(self.next);
+        self.counts.missing += 1;
+        self.out.push(IngestEvent::Missing {
+            index: self.next,
+            deadline_ns,
+        });
+        self.next += 1;
     }
 
     fn observe_arrival(&mut self, index: u32, at_ns: u64) {
@@ -278,15 +292,23 @@ impl Sequencer {
         while !self.ended {
             match self.deadline_ns() {
                 Some(deadline) if now_ns >= deadline => {
-                    self.gaps.insert(self.next);
-                    self.counts.missing += 1;
-                    self.out.push(IngestEvent::Missing {
-                        index: self.next,
-                        deadline_ns: deadline,
-                    });
-                    self.next += 1;
+                    // Before any volume was delivered, a deadline that passes with later volumes
+                    // waiting means everything below the earliest of them is missing at once.
+                    let upto = match (self.phase_ns, self.waiting.keys().next()) {
+                        (None, Some(&first_waiting)) => first_waiting.max(self.next + 1),
+                        _ => self.next + 1,
+                    };
+                    let end = self
+                        .settings
+                        .total
+                        .map_or(u32::MAX, |t| self.settings.first_index.saturating_add(t));
+                    let upto = upto.min(end).max(self.next + 1);
+                    while self.next < upto {
+                        self.declare_missing(deadline);
+                    }
                     if self.phase_ns.is_none() {
-                        self.first_deadline_ns = self.settings.tr_ns.map(|tr| deadline + tr);
+                        self.first_deadline_ns =
+                            self.settings.tr_ns.map(|tr| deadline.saturating_add(tr));
                     }
                     self.check_total(now_ns);
                     self.drain(now_ns);
@@ -298,7 +320,7 @@ impl Sequencer {
             self.last_activity_ns,
             self.tr_times(self.settings.quiet_trs),
         ) {
-            if !self.ended && now_ns >= last + quiet {
+            if !self.ended && now_ns >= last.saturating_add(quiet) {
                 self.finish(EndReason::Quiet, now_ns);
             }
         }
@@ -312,7 +334,7 @@ impl Sequencer {
         let quiet = self
             .last_activity_ns
             .zip(self.tr_times(self.settings.quiet_trs))
-            .map(|(a, q)| a + q);
+            .map(|(a, q)| a.saturating_add(q));
         [self.deadline_ns(), quiet].into_iter().flatten().min()
     }
 
@@ -325,14 +347,11 @@ impl Sequencer {
         if reason != EndReason::AllVolumes {
             let rest = std::mem::take(&mut self.waiting);
             for (index, slot) in rest {
+                if self.ended {
+                    break;
+                }
                 while self.next < index {
-                    self.gaps.insert(self.next);
-                    self.counts.missing += 1;
-                    self.out.push(IngestEvent::Missing {
-                        index: self.next,
-                        deadline_ns: now_ns,
-                    });
-                    self.next += 1;
+                    self.declare_missing(now_ns);
                 }
                 self.waiting.insert(index, slot);
                 self.drain(now_ns);
@@ -340,6 +359,13 @@ impl Sequencer {
             if self.ended {
                 return; // the volume count was reached while draining
             }
+        }
+        // With an unknown run length, Missing records after the last volume were past the end
+        // of the scan, not lost volumes: they are not counted.
+        if self.settings.total.is_none() {
+            let last = self.last_delivered.unwrap_or(0);
+            let trailing = self.missing.range(last.saturating_add(1)..).count() as u32;
+            self.counts.missing -= trailing.min(self.counts.missing);
         }
         self.ended = true;
         self.out.push(IngestEvent::RunEnded {

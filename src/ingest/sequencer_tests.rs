@@ -220,3 +220,52 @@ fn late_volumes_move_no_deadline_and_cause_no_cascade() {
     s.offer_volume(vol(2, 9 * TR), 9 * TR);
     assert_eq!(s.next_wakeup_ns(), Some(4 * TR + 3 * TR / 2));
 }
+
+#[test]
+fn leading_gaps_are_declared_together_when_the_stream_starts_late() {
+    // The daemon expects index 1 but the scanner's files start at 100.
+    let mut s = Sequencer::new(settings(None));
+    s.offer_volume(vol(100, TR), TR);
+    s.offer_volume(vol(101, 2 * TR), 2 * TR);
+    s.tick(TR + TR / 2);
+    let events = s.take_events();
+    assert_eq!(events.len(), 99 + 2);
+    assert_eq!(summary(&events[97..]), ["m98", "m99", "v100", "v101"]);
+}
+
+#[test]
+fn a_rejected_slot_does_not_push_later_deadlines_back() {
+    let mut s = Sequencer::new(settings(None));
+    s.offer_volume(vol(1, TR), TR);
+    // 2's file was rejected only after a second of retries.
+    s.offer_rejected(Some(2), "v_0002.nii".into(), "incomplete".into(), 12 * TR);
+    assert_eq!(summary(&s.take_events()), ["v1", "r2"]);
+    // 3 is still due 1.5 TR after its slot as projected from volume 1.
+    assert_eq!(s.next_wakeup_ns(), Some(TR + 2 * TR + TR / 2));
+}
+
+#[test]
+fn stopping_never_emits_after_run_ended_and_trailing_missing_is_not_counted() {
+    let mut s = Sequencer::new(settings(Some(3)));
+    s.offer_volume(vol(1, TR), TR);
+    s.offer_volume(vol(3, 2 * TR), 2 * TR);
+    s.offer_volume(vol(5, 2 * TR), 2 * TR);
+    s.finish(EndReason::Stopped, 2 * TR + 1);
+    let events = s.take_events();
+    assert_eq!(summary(&events), ["v1", "m2", "v3", "end:AllVolumes"]);
+    // Unknown length: two Missing records after the last volume are not lost volumes.
+    let mut s = Sequencer::new(settings(None));
+    s.offer_volume(vol(1, TR), TR);
+    s.tick(TR + 5 * TR / 2);
+    s.tick(20 * TR);
+    let events = s.take_events();
+    match events.last() {
+        Some(IngestEvent::RunEnded {
+            counts, last_index, ..
+        }) => {
+            assert_eq!(*last_index, Some(1));
+            assert_eq!(counts.missing, 0, "{:?}", summary(&events));
+        }
+        other => panic!("{other:?}"),
+    }
+}

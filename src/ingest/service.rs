@@ -27,6 +27,10 @@ use crate::clock::now_ns;
 use crate::config::{ExistingFiles, SessionConfig, WatchMode};
 
 const MS: u64 = 1_000_000;
+/// A header TR above this is taken as corrupt.
+const MAX_HEADER_TR_S: f64 = 60.0;
+/// The TR assumed for deadlines when neither the session nor the header gives one.
+const FALLBACK_TR_S: f64 = 2.0;
 /// The longest the thread sleeps without checking its stop flag.
 const MAX_SLEEP_NS: u64 = 50 * MS;
 
@@ -77,6 +81,9 @@ impl Ingest {
             None => None,
         };
         let (signal_tx, signal_rx) = unbounded();
+        // Held by the worker so the channel never disconnects (a disconnected channel would
+        // turn the worker's timed wait into a busy loop in polling mode).
+        let keepalive = signal_tx.clone();
         let watcher = match ic.watch {
             WatchMode::Events | WatchMode::Auto => Some(start_watcher(&dir, signal_tx).map_err(
                 |source| StartError::Watch {
@@ -115,6 +122,7 @@ impl Ingest {
             stop: stop.clone(),
             warned: HashSet::new(),
             next_poll_ns: 0,
+            _keepalive: keepalive,
         };
         let thread = std::thread::Builder::new()
             .name("ingest".into())
@@ -181,6 +189,7 @@ struct Worker {
     /// Names already warned about (no index), so each is reported once.
     warned: HashSet<PathBuf>,
     next_poll_ns: u64,
+    _keepalive: Sender<Signal>,
 }
 
 impl Worker {
@@ -348,6 +357,14 @@ impl Worker {
 
     fn do_due_work(&mut self) {
         loop {
+            for path in self.tracker.take_abandoned() {
+                let index = self.tracker.index_of(&path);
+                let reason = format!(
+                    "{}: vanished, or its .img never appeared, while waiting for it to be complete",
+                    path.display()
+                );
+                self.sequencer.offer_rejected(index, path, reason, now_ns());
+            }
             let due = self.tracker.due(now_ns());
             if due.is_empty() {
                 return;
@@ -371,10 +388,22 @@ impl Worker {
             return;
         };
         let seen_ns = self.tracker.first_seen_ns(path).unwrap_or_else(now_ns);
-        match read_volume_file(path, self.max_voxels) {
+        let before = look_at(path);
+        let result = read_volume_file(path, self.max_voxels).and_then(|decoded| {
+            // A file that changed while we read it may have given us a mix of two versions.
+            if look_at(path) == before {
+                Ok(decoded)
+            } else {
+                Err(ReadError::Incomplete {
+                    path: path.to_owned(),
+                    detail: "it changed while being read".into(),
+                })
+            }
+        });
+        match result {
             Ok(decoded) => {
                 let read_ns = now_ns();
-                self.tracker.read_succeeded(path, look_at(path));
+                self.tracker.read_succeeded(path, before);
                 let geometry = decoded.header.geometry();
                 let (ref_path, ref_geometry) = self
                     .reference
@@ -389,13 +418,18 @@ impl Worker {
                     return;
                 }
                 if self.sequencer.tr_ns().is_none() {
-                    match geometry.tr_s {
-                        Some(tr) => self.sequencer.set_tr_ns((tr * 1e9) as u64),
-                        None => self.warn(format!(
-                            "{}: session.tr is 0 and the header gives no TR; deadlines are off until one is known",
-                            path.display()
-                        )),
-                    }
+                    let tr = match geometry.tr_s {
+                        Some(tr) if tr <= MAX_HEADER_TR_S => tr,
+                        other => {
+                            self.warn(format!(
+                                "{}: session.tr is 0 and the header's TR ({other:?} s) is not usable; \
+                                 assuming {FALLBACK_TR_S} s for deadlines. Set session.tr.",
+                                path.display()
+                            ));
+                            FALLBACK_TR_S
+                        }
+                    };
+                    self.sequencer.set_tr_ns((tr * 1e9) as u64);
                 }
                 if decoded.non_finite > 0 {
                     warn!(

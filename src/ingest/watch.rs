@@ -47,7 +47,11 @@ pub fn signals_of(event: &Event, at_ns: u64) -> Vec<Signal> {
             .iter()
             .map(|p| Signal::Closed(p.clone(), at_ns))
             .collect(),
-        EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => event
+        // Other platforms report renames without a direction: judge those by stability.
+        EventKind::Create(_)
+        | EventKind::Modify(
+            ModifyKind::Data(_) | ModifyKind::Any | ModifyKind::Name(RenameMode::Any),
+        ) => event
             .paths
             .iter()
             .map(|p| Signal::Changed(p.clone(), at_ns))
@@ -83,9 +87,21 @@ fn stat(path: &Path) -> Option<Look> {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos() as i128);
+    #[cfg(unix)]
+    let (ctime_ns, inode) = {
+        use std::os::unix::fs::MetadataExt;
+        (
+            meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+            meta.ino(),
+        )
+    };
+    #[cfg(not(unix))]
+    let (ctime_ns, inode) = (0, 0);
     Some(Look {
         size: meta.len(),
         mtime_ns,
+        ctime_ns,
+        inode,
     })
 }
 
@@ -99,6 +115,8 @@ pub fn look_at(path: &Path) -> Option<Look> {
             Some(Look {
                 size: head.size + img.size,
                 mtime_ns: head.mtime_ns.max(img.mtime_ns),
+                ctime_ns: head.ctime_ns.max(img.ctime_ns),
+                inode: head.inode ^ img.inode.rotate_left(32),
             })
         }
         _ => Some(head),

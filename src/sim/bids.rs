@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use super::SimError;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SimError + '_ {
-    move |source| SimError::Io { path: path.to_owned(), source }
+    move |source| SimError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SimError> {
@@ -38,7 +41,12 @@ pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), SimError
 pub fn write_png(path: &Path, rgb: &[u8], size: usize) -> Result<(), SimError> {
     let mut bytes = Vec::new();
     image::codecs::png::PngEncoder::new(&mut bytes)
-        .write_image(rgb, size as u32, size as u32, image::ExtendedColorType::Rgb8)
+        .write_image(
+            rgb,
+            size as u32,
+            size as u32,
+            image::ExtendedColorType::Rgb8,
+        )
         .map_err(|e| SimError::Invalid(format!("{}: cannot encode PNG: {e}", path.display())))?;
     write_atomic(path, &bytes)
 }
@@ -57,27 +65,45 @@ impl Layout {
     }
 
     pub fn bold(&self, run: usize) -> PathBuf {
-        self.root.join(self.sub()).join("func").join(format!("{}_task-images_run-{run:02}_bold.nii.gz", self.sub()))
+        self.root.join(self.sub()).join("func").join(format!(
+            "{}_task-images_run-{run:02}_bold.nii.gz",
+            self.sub()
+        ))
     }
 
     pub fn bold_json(&self, run: usize) -> PathBuf {
-        self.root.join(self.sub()).join("func").join(format!("{}_task-images_run-{run:02}_bold.json", self.sub()))
+        self.root
+            .join(self.sub())
+            .join("func")
+            .join(format!("{}_task-images_run-{run:02}_bold.json", self.sub()))
     }
 
     pub fn events(&self, run: usize) -> PathBuf {
-        self.root.join(self.sub()).join("func").join(format!("{}_task-images_run-{run:02}_events.tsv", self.sub()))
+        self.root.join(self.sub()).join("func").join(format!(
+            "{}_task-images_run-{run:02}_events.tsv",
+            self.sub()
+        ))
     }
 
     pub fn anat(&self) -> PathBuf {
-        self.root.join(self.sub()).join("anat").join(format!("{}_T2starw.nii.gz", self.sub()))
+        self.root
+            .join(self.sub())
+            .join("anat")
+            .join(format!("{}_T2starw.nii.gz", self.sub()))
     }
 
     pub fn rois(&self) -> PathBuf {
-        self.root.join(self.sub()).join("anat").join(format!("{}_desc-visual_dseg.nii.gz", self.sub()))
+        self.root
+            .join(self.sub())
+            .join("anat")
+            .join(format!("{}_desc-visual_dseg.nii.gz", self.sub()))
     }
 
     pub fn roi_table(&self) -> PathBuf {
-        self.root.join(self.sub()).join("anat").join(format!("{}_desc-visual_dseg.tsv", self.sub()))
+        self.root
+            .join(self.sub())
+            .join("anat")
+            .join(format!("{}_desc-visual_dseg.tsv", self.sub()))
     }
 
     pub fn stimuli_dir(&self) -> PathBuf {
@@ -89,10 +115,16 @@ impl Layout {
     }
 
     pub fn motion(&self, run: usize) -> PathBuf {
-        self.truth_dir().join(format!("{}_task-images_run-{run:02}_motion.tsv", self.sub()))
+        self.truth_dir().join(format!(
+            "{}_task-images_run-{run:02}_motion.tsv",
+            self.sub()
+        ))
     }
 
     pub fn signal(&self, run: usize) -> PathBuf {
-        self.truth_dir().join(format!("{}_task-images_run-{run:02}_signal.tsv", self.sub()))
+        self.truth_dir().join(format!(
+            "{}_task-images_run-{run:02}_signal.tsv",
+            self.sub()
+        ))
     }
 }

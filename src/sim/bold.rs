@@ -54,7 +54,9 @@ pub fn boxcar_response_table(duration_s: f64) -> Vec<f32> {
     let n = (HRF_LEN_S / HRF_DT) as usize;
     let steps = (duration_s / HRF_DT).round().max(1.0) as usize;
     let h: Vec<f64> = (0..n).map(|i| canonical_hrf(i as f64 * HRF_DT)).collect();
-    let mut out: Vec<f64> = (0..n).map(|i| (0..steps.min(i + 1)).map(|s| h[i - s]).sum::<f64>()).collect();
+    let mut out: Vec<f64> = (0..n)
+        .map(|i| (0..steps.min(i + 1)).map(|s| h[i - s]).sum::<f64>())
+        .collect();
     let peak = out.iter().cloned().fold(0.0, f64::max).max(1e-12);
     out.iter_mut().for_each(|v| *v /= peak);
     out.into_iter().map(|v| v as f32).collect()
@@ -129,7 +131,8 @@ pub fn simulate_run(
             .iter()
             .map(|t| {
                 let r = responses[v][t.stimulus];
-                r * (1.0 + noise.trial_variability * std_normal.sample(&mut rng)) + noise.neural_noise * std_normal.sample(&mut rng)
+                r * (1.0 + noise.trial_variability * std_normal.sample(&mut rng))
+                    + noise.neural_noise * std_normal.sample(&mut rng)
             })
             .collect();
         let scale = model.psc / 100.0;
@@ -141,7 +144,8 @@ pub fn simulate_run(
                     .iter()
                     .zip(&amplitudes)
                     .map(|(trial, a)| {
-                        let tau = (t - trial.onset_s - model.hrf_lag_s as f64) / model.hrf_width as f64;
+                        let tau =
+                            (t - trial.onset_s - model.hrf_lag_s as f64) / model.hrf_width as f64;
                         a * table_at(&table, tau)
                     })
                     .sum::<f32>()
@@ -171,12 +175,33 @@ pub fn simulate_run(
     let physio: Vec<Physio> = (0..n_vox)
         .map(|i| {
             let inside = subject.tissue[i] != Tissue::Air;
-            let a = if inside { rng.random_range(0.5f32..1.5).sqrt() } else { 0.0 };
-            let c = if inside { rng.random_range(0.5f32..1.5).sqrt() } else { 0.0 };
-            let pulsatile = if subject.tissue[i] == Tissue::Csf { 1.5 } else { 1.0 };
-            let (dr, dc) = (rng.random_range(-0.5f32..0.5), rng.random_range(-0.5f32..0.5));
+            let a = if inside {
+                rng.random_range(0.5f32..1.5).sqrt()
+            } else {
+                0.0
+            };
+            let c = if inside {
+                rng.random_range(0.5f32..1.5).sqrt()
+            } else {
+                0.0
+            };
+            let pulsatile = if subject.tissue[i] == Tissue::Csf {
+                1.5
+            } else {
+                1.0
+            };
+            let (dr, dc) = (
+                rng.random_range(-0.5f32..0.5),
+                rng.random_range(-0.5f32..0.5),
+            );
             let local = [std_normal.sample(&mut rng), std_normal.sample(&mut rng)];
-            let d = |k: usize| if inside { drift_sd * (0.7 * global_drift[k] + 0.7 * local[k]) } else { 0.0 };
+            let d = |k: usize| {
+                if inside {
+                    drift_sd * (0.7 * global_drift[k] + 0.7 * local[k])
+                } else {
+                    0.0
+                }
+            };
             Physio {
                 rc: resp_amp * a * dr.cos(),
                 rs: resp_amp * a * dr.sin(),
@@ -189,7 +214,13 @@ pub fn simulate_run(
         .collect();
 
     let motion = if noise.motion {
-        random_motion(n_vol, noise.motion_step, noise.spike_probability, noise.spike_size, &mut rng)
+        random_motion(
+            n_vol,
+            noise.motion_step,
+            noise.spike_probability,
+            noise.spike_size,
+            &mut rng,
+        )
     } else {
         vec![[0.0; 6]; n_vol]
     };
@@ -197,7 +228,10 @@ pub fn simulate_run(
     let mut clean = vec![Vec::with_capacity(n_vol); sampled.len()];
     let mut head = vec![0.0f32; n_vox];
     let mut moved = Vec::new();
-    let (mut resp_phase, mut card_phase) = (rng.random_range(0.0..std::f64::consts::TAU), rng.random_range(0.0..std::f64::consts::TAU));
+    let (mut resp_phase, mut card_phase) = (
+        rng.random_range(0.0..std::f64::consts::TAU),
+        rng.random_range(0.0..std::f64::consts::TAU),
+    );
     for k in 0..n_vol {
         let t = k as f64 * tr_s;
         evoked.iter_mut().for_each(|e| *e = 0.0);
@@ -207,29 +241,47 @@ pub fn simulate_run(
         // Breathing and heart rates wander a little over the run.
         let (sr, cr) = (resp_phase.sin() as f32, resp_phase.cos() as f32);
         let (sc, cc) = (card_phase.sin() as f32, card_phase.cos() as f32);
-        let tau = if n_vol > 1 { 2.0 * k as f32 / (n_vol - 1) as f32 - 1.0 } else { 0.0 };
+        let tau = if n_vol > 1 {
+            2.0 * k as f32 / (n_vol - 1) as f32 - 1.0
+        } else {
+            0.0
+        };
         let (p1, p2) = (tau, 0.5 * (3.0 * tau * tau - 1.0));
         // T1 saturation before steady state.
         let steady = 1.0 + 0.6 * (-(k as f32) / 0.8).exp();
         for i in 0..n_vox {
             let p = &physio[i];
             let physio_signal = p.rc * sr + p.rs * cr + p.cc * sc + p.cs * cc;
-            head[i] = subject.baseline[i] * steady * (1.0 + evoked[i] + physio_signal + p.d1 * p1 + p.d2 * p2);
+            head[i] = subject.baseline[i]
+                * steady
+                * (1.0 + evoked[i] + physio_signal + p.d1 * p1 + p.d2 * p2);
         }
         for (s, &index) in sampled.iter().enumerate() {
             clean[s].push(subject.baseline[index] * (1.0 + evoked[index]));
         }
-        apply_motion(&head, subject.grid.dims, subject.grid.voxel_mm, &motion[k], &mut moved);
+        apply_motion(
+            &head,
+            subject.grid.dims,
+            subject.grid.voxel_mm,
+            &motion[k],
+            &mut moved,
+        );
         if noise.thermal {
             for v in moved.iter_mut() {
                 *v = (*v + thermal_sd * std_normal.sample(&mut rng)).max(0.0);
             }
         }
         on_volume(&moved);
-        resp_phase += std::f64::consts::TAU * noise.respiration_hz * tr_s * (1.0 + 0.05 * (t / 40.0).sin());
-        card_phase += std::f64::consts::TAU * noise.cardiac_hz * tr_s * (1.0 + 0.03 * (t / 23.0).sin());
+        resp_phase +=
+            std::f64::consts::TAU * noise.respiration_hz * tr_s * (1.0 + 0.05 * (t / 40.0).sin());
+        card_phase +=
+            std::f64::consts::TAU * noise.cardiac_hz * tr_s * (1.0 + 0.03 * (t / 23.0).sin());
     }
-    RunTruth { motion, clean, thermal_sd }
+    RunTruth {
+        motion,
+        clean,
+        thermal_sd,
+    }
 }
 
 #[cfg(test)]
@@ -238,15 +290,30 @@ mod tests {
 
     #[test]
     fn canonical_hrf_peaks_at_five_seconds_with_an_undershoot() {
-        let samples: Vec<(f64, f64)> = (0..600).map(|i| (i as f64 * 0.05, canonical_hrf(i as f64 * 0.05))).collect();
-        let peak = samples.iter().cloned().fold((0.0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
+        let samples: Vec<(f64, f64)> = (0..600)
+            .map(|i| (i as f64 * 0.05, canonical_hrf(i as f64 * 0.05)))
+            .collect();
+        let peak = samples
+            .iter()
+            .cloned()
+            .fold((0.0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
         assert!((peak.0 - 5.0).abs() <= 0.05, "peak at {} s", peak.0);
-        let trough = samples.iter().cloned().fold((0.0, f64::MAX), |a, b| if b.1 < a.1 { b } else { a });
-        assert!((14.0..=16.5).contains(&trough.0), "undershoot at {} s", trough.0);
+        let trough = samples
+            .iter()
+            .cloned()
+            .fold((0.0, f64::MAX), |a, b| if b.1 < a.1 { b } else { a });
+        assert!(
+            (14.0..=16.5).contains(&trough.0),
+            "undershoot at {} s",
+            trough.0
+        );
         assert!(trough.1 < 0.0 && trough.1 > -0.2 * peak.1);
         // A 3 s stimulus: the response peaks about 6-7 s after onset, scaled to 1.
         let table = boxcar_response_table(3.0);
-        let (i, v) = table.iter().enumerate().fold((0, 0.0f32), |a, (i, v)| if *v > a.1 { (i, *v) } else { a });
+        let (i, v) = table
+            .iter()
+            .enumerate()
+            .fold((0, 0.0f32), |a, (i, v)| if *v > a.1 { (i, *v) } else { a });
         assert!((v - 1.0).abs() < 1e-6);
         let t = i as f64 * HRF_DT;
         assert!((6.0..=7.0).contains(&t), "boxcar response peak at {t} s");

@@ -57,7 +57,8 @@ pub const TAIL_S: f64 = 12.0;
 
 impl DesignParams {
     pub fn trials_per_run(&self) -> usize {
-        let usable = (self.volumes_per_run.saturating_sub(self.dummy_scans)) as f64 * self.tr_s - TAIL_S;
+        let usable =
+            (self.volumes_per_run.saturating_sub(self.dummy_scans)) as f64 * self.tr_s - TAIL_S;
         (usable / (self.stimulus_s + self.gap_s)).floor().max(0.0) as usize
     }
 
@@ -79,13 +80,19 @@ pub fn make_design(p: &DesignParams, seed: u64) -> Vec<RunDesign> {
     let n_test = p.n_test_images();
     let mut train_order: Vec<usize> = (0..n_train).collect();
     train_order.shuffle(&mut rng);
-    let mut test_order: Vec<usize> = (0..n_test).flat_map(|i| std::iter::repeat_n(n_train + i, p.test_repeats.max(1))).collect();
+    let mut test_order: Vec<usize> = (0..n_test)
+        .flat_map(|i| std::iter::repeat_n(n_train + i, p.test_repeats.max(1)))
+        .collect();
     test_order.shuffle(&mut rng);
     test_order.truncate(p.test_runs * per_run);
     let runs = train_order
         .chunks(per_run.max(1))
         .map(|c| (RunKind::Train, c.to_vec()))
-        .chain(test_order.chunks(per_run.max(1)).map(|c| (RunKind::Test, c.to_vec())));
+        .chain(
+            test_order
+                .chunks(per_run.max(1))
+                .map(|c| (RunKind::Test, c.to_vec())),
+        );
     runs.enumerate()
         .map(|(i, (kind, stimuli))| RunDesign {
             run: i + 1,
@@ -128,10 +135,16 @@ mod tests {
         let last = runs[0].trials.last().unwrap();
         assert!(last.onset_s + last.duration_s + TAIL_S <= 200.0 * 1.5);
         // Training images are unique; each test image is shown 3 times (the last maybe fewer).
-        let mut train: Vec<usize> = runs[..2].iter().flat_map(|r| r.trials.iter().map(|t| t.stimulus)).collect();
+        let mut train: Vec<usize> = runs[..2]
+            .iter()
+            .flat_map(|r| r.trials.iter().map(|t| t.stimulus))
+            .collect();
         train.sort();
         assert_eq!(train, (0..140).collect::<Vec<_>>());
-        let test: Vec<usize> = runs[2..].iter().flat_map(|r| r.trials.iter().map(|t| t.stimulus)).collect();
+        let test: Vec<usize> = runs[2..]
+            .iter()
+            .flat_map(|r| r.trials.iter().map(|t| t.stimulus))
+            .collect();
         assert_eq!(test.len(), 140);
         assert!(test.iter().all(|&s| (140..140 + 47).contains(&s)));
         assert_eq!(test.iter().filter(|&&s| s == 140).count(), 3);

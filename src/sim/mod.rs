@@ -136,13 +136,22 @@ impl SimConfig {
             }
         }
         if !(16..=512).contains(&self.image_size) {
-            return Err(format!("`simulate.image_size` is {}, expected 16..=512", self.image_size));
+            return Err(format!(
+                "`simulate.image_size` is {}, expected 16..=512",
+                self.image_size
+            ));
         }
         if !(0.0..1.0).contains(&self.physio_fraction) {
-            return Err(format!("`simulate.physio_fraction` is {}, expected 0 <= f < 1", self.physio_fraction));
+            return Err(format!(
+                "`simulate.physio_fraction` is {}, expected 0 <= f < 1",
+                self.physio_fraction
+            ));
         }
         if self.subject.is_empty() || !self.subject.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(format!("`simulate.subject` is {:?}, expected letters and digits (BIDS label)", self.subject));
+            return Err(format!(
+                "`simulate.subject` is {:?}, expected letters and digits (BIDS label)",
+                self.subject
+            ));
         }
         if self.design().trials_per_run() == 0 {
             return Err(format!(
@@ -207,8 +216,16 @@ pub struct SimSummary {
 /// The stimuli of a session: training images, then test images.
 pub fn session_stimuli(config: &SimConfig, seed: u64) -> Vec<Stimulus> {
     let d = config.design();
-    let mut all = stimulus_set(seed.wrapping_mul(2).wrapping_add(11), d.n_train_images(), "train");
-    all.extend(stimulus_set(seed.wrapping_mul(2).wrapping_add(12), d.n_test_images(), "test"));
+    let mut all = stimulus_set(
+        seed.wrapping_mul(2).wrapping_add(11),
+        d.n_train_images(),
+        "train",
+    );
+    all.extend(stimulus_set(
+        seed.wrapping_mul(2).wrapping_add(12),
+        d.n_test_images(),
+        "test",
+    ));
     all
 }
 
@@ -233,7 +250,10 @@ fn describe_objects(s: &Stimulus) -> String {
 /// Simulates a whole session into `out` (which may exist; files are replaced).
 pub fn simulate(config: &SimConfig, out: &Path, seed: u64) -> Result<SimSummary, SimError> {
     config.validate().map_err(SimError::Invalid)?;
-    let layout = Layout { root: out.to_owned(), subject: config.subject.clone() };
+    let layout = Layout {
+        root: out.to_owned(),
+        subject: config.subject.clone(),
+    };
     let design = config.design();
     let stimuli = session_stimuli(config, seed);
     let n_train = design.n_train_images();
@@ -242,20 +262,35 @@ pub fn simulate(config: &SimConfig, out: &Path, seed: u64) -> Result<SimSummary,
     let mut rows = Vec::new();
     for (i, s) in stimuli.iter().enumerate() {
         let file = format!("{}.png", s.id);
-        write_png(&layout.stimuli_dir().join(&file), &to_rgb8(&render(s, config.image_size)), config.image_size)?;
+        write_png(
+            &layout.stimuli_dir().join(&file),
+            &to_rgb8(&render(s, config.image_size)),
+            config.image_size,
+        )?;
         rows.push(vec![
             s.id.clone(),
             format!("stimuli/{file}"),
             if i < n_train { "train" } else { "test" }.into(),
             s.objects.len().to_string(),
             describe_objects(s),
-            format!("{} {}", BACKGROUNDS[s.background.kind], COLOURS[s.background.colour].0),
+            format!(
+                "{} {}",
+                BACKGROUNDS[s.background.kind], COLOURS[s.background.colour].0
+            ),
             s.caption.clone(),
         ]);
     }
     write_tsv(
         &layout.stimuli_dir().join("stimuli.tsv"),
-        &["stim_id", "stim_file", "set", "n_objects", "objects", "background", "caption"],
+        &[
+            "stim_id",
+            "stim_file",
+            "set",
+            "n_objects",
+            "objects",
+            "background",
+            "caption",
+        ],
         &rows,
     )?;
 
@@ -263,7 +298,13 @@ pub fn simulate(config: &SimConfig, out: &Path, seed: u64) -> Result<SimSummary,
     let subject = Subject::generate(
         &SubjectParams {
             grid: config.grid(),
-            psc: [config.psc_v1, config.psc_v2, config.psc_v3, config.psc_hv4, config.psc_high],
+            psc: [
+                config.psc_v1,
+                config.psc_v2,
+                config.psc_v3,
+                config.psc_hv4,
+                config.psc_high,
+            ],
             hrf_lag_sd_s: config.hrf_lag_sd_s,
             hrf_width_sd: config.hrf_width_sd,
         },
@@ -279,13 +320,23 @@ pub fn simulate(config: &SimConfig, out: &Path, seed: u64) -> Result<SimSummary,
     label_spec.description = "brainmclip simulated visual ROIs".into();
     let labels: Vec<f32> = subject.labels.iter().map(|&l| l as f32).collect();
     write_nifti_atomic(&layout.rois(), &label_spec, &labels)?;
-    let voxels_per_area: Vec<(String, usize)> = Area::ALL.iter().map(|a| (a.name().to_string(), subject.count(*a))).collect();
+    let voxels_per_area: Vec<(String, usize)> = Area::ALL
+        .iter()
+        .map(|a| (a.name().to_string(), subject.count(*a)))
+        .collect();
     write_tsv(
         &layout.roi_table(),
         &["index", "name", "group", "voxels"],
         &Area::ALL
             .iter()
-            .map(|a| vec![(*a as u8).to_string(), a.name().into(), a.group().into(), subject.count(*a).to_string()])
+            .map(|a| {
+                vec![
+                    (*a as u8).to_string(),
+                    a.name().into(),
+                    a.group().into(),
+                    subject.count(*a).to_string(),
+                ]
+            })
             .collect::<Vec<_>>(),
     )?;
     let voxel_rows: Vec<Vec<String>> = subject
@@ -308,15 +359,31 @@ pub fn simulate(config: &SimConfig, out: &Path, seed: u64) -> Result<SimSummary,
         .collect();
     write_tsv(
         &layout.truth_dir().join("voxels.tsv"),
-        &["index", "area", "prf_x", "prf_y", "prf_sigma", "psc", "hrf_lag_s", "hrf_width"],
+        &[
+            "index",
+            "area",
+            "prf_x",
+            "prf_y",
+            "prf_sigma",
+            "psc",
+            "hrf_lag_s",
+            "hrf_width",
+        ],
         &voxel_rows,
     )?;
 
     let responses = neural::voxel_responses(&subject, &stimuli, config.image_size);
     // Ground-truth voxels: responsive ones spread over every area, and some that do not respond.
     let step = (subject.voxels.len() / 48).max(1);
-    let mut sampled: Vec<usize> = subject.voxels.iter().step_by(step).map(|v| v.index).collect();
-    let quiet: Vec<usize> = (0..grid.n_voxels()).filter(|&i| subject.labels[i] == Area::OtherGrey as u8).collect();
+    let mut sampled: Vec<usize> = subject
+        .voxels
+        .iter()
+        .step_by(step)
+        .map(|v| v.index)
+        .collect();
+    let quiet: Vec<usize> = (0..grid.n_voxels())
+        .filter(|&i| subject.labels[i] == Area::OtherGrey as u8)
+        .collect();
     sampled.extend(quiet.iter().step_by((quiet.len() / 16).max(1)).take(16));
 
     let runs = make_design(&design, seed);
@@ -324,13 +391,20 @@ pub fn simulate(config: &SimConfig, out: &Path, seed: u64) -> Result<SimSummary,
     let mut run_paths = Vec::new();
     let mut thermal_sd = 0.0;
     for run in &runs {
-        let mut spec = NiftiSpec::new(&[grid.dims[0], grid.dims[1], grid.dims[2], run.n_volumes], [grid.voxel_mm; 3], Datatype::I16);
+        let mut spec = NiftiSpec::new(
+            &[grid.dims[0], grid.dims[1], grid.dims[2], run.n_volumes],
+            [grid.voxel_mm; 3],
+            Datatype::I16,
+        );
         spec.affine = Some(grid.affine());
         spec.tr_s = Some(config.tr as f32);
         spec.description = format!("brainmclip simulated run {} ({})", run.run, run.kind.name());
         let path = layout.bold(run.run);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| SimError::Io { path: parent.to_owned(), source })?;
+            std::fs::create_dir_all(parent).map_err(|source| SimError::Io {
+                path: parent.to_owned(),
+                source,
+            })?;
         }
         let mut writer = RunWriter::create(&path, &spec)?;
         let mut write_error = None;
@@ -375,27 +449,56 @@ pub fn simulate(config: &SimConfig, out: &Path, seed: u64) -> Result<SimSummary,
                 vec![
                     format!("{:.3}", t.onset_s),
                     format!("{:.3}", t.duration_s),
-                    if t.stimulus < n_train { "train" } else { "test" }.into(),
+                    if t.stimulus < n_train {
+                        "train"
+                    } else {
+                        "test"
+                    }
+                    .into(),
                     format!("stimuli/{}.png", s.id),
                 ]
             })
             .collect();
-        write_tsv(&layout.events(run.run), &["onset", "duration", "trial_type", "stim_file"], &events)?;
+        write_tsv(
+            &layout.events(run.run),
+            &["onset", "duration", "trial_type", "stim_file"],
+            &events,
+        )?;
         let motion_rows: Vec<Vec<String>> = truth
             .motion
             .iter()
             .enumerate()
-            .map(|(k, p)| std::iter::once(k.to_string()).chain(p.iter().map(|v| format!("{v:.6}"))).collect())
+            .map(|(k, p)| {
+                std::iter::once(k.to_string())
+                    .chain(p.iter().map(|v| format!("{v:.6}")))
+                    .collect()
+            })
             .collect();
         write_tsv(
             &layout.motion(run.run),
-            &["volume", "trans_x_mm", "trans_y_mm", "trans_z_mm", "rot_x_deg", "rot_y_deg", "rot_z_deg"],
+            &[
+                "volume",
+                "trans_x_mm",
+                "trans_y_mm",
+                "trans_z_mm",
+                "rot_x_deg",
+                "rot_y_deg",
+                "rot_z_deg",
+            ],
             &motion_rows,
         )?;
         let mut header = vec!["volume".to_string()];
-        header.extend(sampled.iter().map(|i| format!("vox{i}_{}", label_name(subject.labels[*i]))));
+        header.extend(
+            sampled
+                .iter()
+                .map(|i| format!("vox{i}_{}", label_name(subject.labels[*i]))),
+        );
         let signal_rows: Vec<Vec<String>> = (0..run.n_volumes)
-            .map(|k| std::iter::once(k.to_string()).chain(truth.clean.iter().map(|c| format!("{:.3}", c[k]))).collect())
+            .map(|k| {
+                std::iter::once(k.to_string())
+                    .chain(truth.clean.iter().map(|c| format!("{:.3}", c[k])))
+                    .collect()
+            })
             .collect();
         let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
         write_tsv(&layout.signal(run.run), &header_refs, &signal_rows)?;
@@ -410,7 +513,11 @@ pub fn simulate(config: &SimConfig, out: &Path, seed: u64) -> Result<SimSummary,
             "GeneratedBy": [{"Name": "brainmclip simulate", "Version": env!("CARGO_PKG_VERSION")}],
         }),
     )?;
-    let grey = subject.tissue.iter().filter(|t| **t == Tissue::Grey).count();
+    let grey = subject
+        .tissue
+        .iter()
+        .filter(|t| **t == Tissue::Grey)
+        .count();
     write_json(
         &layout.truth_dir().join("sim_parameters.json"),
         &json!({
@@ -430,7 +537,9 @@ pub fn simulate(config: &SimConfig, out: &Path, seed: u64) -> Result<SimSummary,
         }),
     )?;
     write_json(
-        &out.join("derivatives").join("sim").join("dataset_description.json"),
+        &out.join("derivatives")
+            .join("sim")
+            .join("dataset_description.json"),
         &json!({"Name": "brainmclip simulator ground truth", "BIDSVersion": "1.8.0", "DatasetType": "derivative",
                 "GeneratedBy": [{"Name": "brainmclip simulate", "Version": env!("CARGO_PKG_VERSION")}]}),
     )?;
@@ -444,17 +553,26 @@ pub fn simulate(config: &SimConfig, out: &Path, seed: u64) -> Result<SimSummary,
 }
 
 fn label_name(label: u8) -> &'static str {
-    Area::ALL.iter().find(|a| **a as u8 == label).map_or("none", |a| a.name())
+    Area::ALL
+        .iter()
+        .find(|a| **a as u8 == label)
+        .map_or("none", |a| a.name())
 }
 
 fn write_nifti_atomic(path: &Path, spec: &NiftiSpec, values: &[f32]) -> Result<(), SimError> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| SimError::Io { path: parent.to_owned(), source })?;
+        std::fs::create_dir_all(parent).map_err(|source| SimError::Io {
+            path: parent.to_owned(),
+            source,
+        })?;
     }
     Ok(write_nifti(path, spec, values)?)
 }
 
 /// Which runs are which, for callers that only need the design.
 pub fn run_kinds(config: &SimConfig, seed: u64) -> Vec<(usize, RunKind)> {
-    make_design(&config.design(), seed).iter().map(|r| (r.run, r.kind)).collect()
+    make_design(&config.design(), seed)
+        .iter()
+        .map(|r| (r.run, r.kind))
+        .collect()
 }

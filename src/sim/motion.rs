@@ -15,9 +15,21 @@ pub type MotionParams = [f32; 6];
 
 pub fn rotation(p: &MotionParams) -> [[f32; 3]; 3] {
     let (a, b, c) = (p[3].to_radians(), p[4].to_radians(), p[5].to_radians());
-    let rx = [[1.0, 0.0, 0.0], [0.0, a.cos(), -a.sin()], [0.0, a.sin(), a.cos()]];
-    let ry = [[b.cos(), 0.0, b.sin()], [0.0, 1.0, 0.0], [-b.sin(), 0.0, b.cos()]];
-    let rz = [[c.cos(), -c.sin(), 0.0], [c.sin(), c.cos(), 0.0], [0.0, 0.0, 1.0]];
+    let rx = [
+        [1.0, 0.0, 0.0],
+        [0.0, a.cos(), -a.sin()],
+        [0.0, a.sin(), a.cos()],
+    ];
+    let ry = [
+        [b.cos(), 0.0, b.sin()],
+        [0.0, 1.0, 0.0],
+        [-b.sin(), 0.0, b.cos()],
+    ];
+    let rz = [
+        [c.cos(), -c.sin(), 0.0],
+        [c.sin(), c.cos(), 0.0],
+        [0.0, 0.0, 1.0],
+    ];
     mul(&rz, &mul(&ry, &rx))
 }
 
@@ -34,13 +46,21 @@ fn mul(a: &[[f32; 3]; 3], b: &[[f32; 3]; 3]) -> [[f32; 3]; 3] {
 /// Power et al. (2012) framewise displacement between two parameter sets (50 mm head radius).
 pub fn framewise_displacement(a: &MotionParams, b: &MotionParams) -> f32 {
     let trans: f32 = (0..3).map(|i| (a[i] - b[i]).abs()).sum();
-    let rot: f32 = (3..6).map(|i| (a[i] - b[i]).to_radians().abs() * 50.0).sum();
+    let rot: f32 = (3..6)
+        .map(|i| (a[i] - b[i]).to_radians().abs() * 50.0)
+        .sum();
     trans + rot
 }
 
 /// A head that drifts slowly (a mean-reverting random walk) and now and then jerks (a spike that
 /// decays back over a few volumes).
-pub fn random_motion(n: usize, step: f32, spike_probability: f64, spike_size: f32, rng: &mut ChaCha8Rng) -> Vec<MotionParams> {
+pub fn random_motion(
+    n: usize,
+    step: f32,
+    spike_probability: f64,
+    spike_size: f32,
+    rng: &mut ChaCha8Rng,
+) -> Vec<MotionParams> {
     let walk = Normal::new(0.0f32, step.max(0.0)).unwrap_or_else(|_| unreachable!());
     let jerk = Normal::new(0.0f32, spike_size.max(0.0)).unwrap_or_else(|_| unreachable!());
     let mut drift = [0.0f32; 6];
@@ -66,7 +86,13 @@ pub fn random_motion(n: usize, step: f32, spike_probability: f64, spike_size: f3
 
 /// The volume as acquired when the head has moved by `params`: `out(p) = image(Rᵀ(p - t))`,
 /// trilinear, zero outside the grid. `dims` and `voxel_mm` describe both grids.
-pub fn apply_motion(image: &[f32], dims: [usize; 3], voxel_mm: f32, params: &MotionParams, out: &mut Vec<f32>) {
+pub fn apply_motion(
+    image: &[f32],
+    dims: [usize; 3],
+    voxel_mm: f32,
+    params: &MotionParams,
+    out: &mut Vec<f32>,
+) {
     out.clear();
     out.resize(image.len(), 0.0);
     if params.iter().all(|&p| p == 0.0) {
@@ -85,7 +111,9 @@ pub fn apply_motion(image: &[f32], dims: [usize; 3], voxel_mm: f32, params: &Mot
                     (k as f32 - centre[2]) * voxel_mm - params[2],
                 ];
                 // Rᵀ p, back to voxel units.
-                let q: [f32; 3] = std::array::from_fn(|d| (r[0][d] * p[0] + r[1][d] * p[1] + r[2][d] * p[2]) / voxel_mm + centre[d]);
+                let q: [f32; 3] = std::array::from_fn(|d| {
+                    (r[0][d] * p[0] + r[1][d] * p[1] + r[2][d] * p[2]) / voxel_mm + centre[d]
+                });
                 out[i + nx * (j + ny * k)] = trilinear(image, dims, q);
             }
         }
@@ -95,7 +123,10 @@ pub fn apply_motion(image: &[f32], dims: [usize; 3], voxel_mm: f32, params: &Mot
 /// Trilinear interpolation at voxel coordinates `q`; 0 outside.
 pub fn trilinear(image: &[f32], dims: [usize; 3], q: [f32; 3]) -> f32 {
     let [nx, ny, nz] = dims;
-    if q.iter().zip(dims).any(|(&c, n)| c < 0.0 || c > (n - 1) as f32) {
+    if q.iter()
+        .zip(dims)
+        .any(|(&c, n)| c < 0.0 || c > (n - 1) as f32)
+    {
         return 0.0;
     }
     let base = q.map(|c| c.floor() as usize);
@@ -103,7 +134,9 @@ pub fn trilinear(image: &[f32], dims: [usize; 3], q: [f32; 3]) -> f32 {
     let j0 = base[1].min(ny.saturating_sub(2));
     let k0 = base[2].min(nz.saturating_sub(2));
     let (fx, fy, fz) = (q[0] - i0 as f32, q[1] - j0 as f32, q[2] - k0 as f32);
-    let at = |i: usize, j: usize, k: usize| image[(i0 + i).min(nx - 1) + nx * ((j0 + j).min(ny - 1) + ny * (k0 + k).min(nz - 1))];
+    let at = |i: usize, j: usize, k: usize| {
+        image[(i0 + i).min(nx - 1) + nx * ((j0 + j).min(ny - 1) + ny * (k0 + k).min(nz - 1))]
+    };
     let c00 = at(0, 0, 0) * (1.0 - fx) + at(1, 0, 0) * fx;
     let c10 = at(0, 1, 0) * (1.0 - fx) + at(1, 1, 0) * fx;
     let c01 = at(0, 0, 1) * (1.0 - fx) + at(1, 0, 1) * fx;
@@ -127,7 +160,7 @@ mod tests {
         // out(i) = image(i - 1) inside, 0 at the first column.
         assert_eq!(out[0], 0.0);
         assert!((out[3] - image[2]).abs() < 1e-4);
-        assert!((out[6 + 6 * 5] - image[5 + 6 * 5]).abs() < 1e-4);
+        assert!((out[37] - image[36]).abs() < 1e-4); // (1, 1, 1) from (0, 1, 1)
     }
 
     #[test]

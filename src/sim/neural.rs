@@ -46,8 +46,13 @@ pub fn image_features(pixels: &[[f32; 3]], size: usize) -> ImageFeatures {
             small[y * r + x] = acc.map(|v| v / n.max(1.0));
         }
     }
-    let lum: Vec<f32> = small.iter().map(|p| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]).collect();
-    let at = |x: isize, y: isize| lum[(y.clamp(0, r as isize - 1) as usize) * r + x.clamp(0, r as isize - 1) as usize];
+    let lum: Vec<f32> = small
+        .iter()
+        .map(|p| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2])
+        .collect();
+    let at = |x: isize, y: isize| {
+        lum[(y.clamp(0, r as isize - 1) as usize) * r + x.clamp(0, r as isize - 1) as usize]
+    };
     let mut gradient = vec![0.0f32; r * r];
     for y in 0..r as isize {
         for x in 0..r as isize {
@@ -72,8 +77,15 @@ pub fn image_features(pixels: &[[f32; 3]], size: usize) -> ImageFeatures {
         }
     }
     let red_green = small.iter().map(|p| (p[0] - p[1]).abs()).collect();
-    let blue_yellow = small.iter().map(|p| (p[2] - 0.5 * (p[0] + p[1])).abs()).collect();
-    ImageFeatures { contrast, red_green, blue_yellow }
+    let blue_yellow = small
+        .iter()
+        .map(|p| (p[2] - 0.5 * (p[0] + p[1])).abs())
+        .collect();
+    ImageFeatures {
+        contrast,
+        red_green,
+        blue_yellow,
+    }
 }
 
 /// A population receptive field on the image plane.
@@ -159,14 +171,31 @@ pub fn attributes(s: &Stimulus) -> [f32; N_ATTRIBUTES] {
     let n = s.objects.len().clamp(1, 3);
     a[16 + n - 1] = 1.0;
     a[19 + s.background.kind] = 1.0;
-    let (mx, my) = s.objects.iter().fold((0.0, 0.0), |(x, y), o| (x + o.x, y + o.y));
+    let (mx, my) = s
+        .objects
+        .iter()
+        .fold((0.0, 0.0), |(x, y), o| (x + o.x, y + o.y));
     let (mx, my) = (mx / n as f32, my / n as f32);
     a[25] = (mx - 0.5) * 2.0;
     a[26] = (my - 0.5) * 2.0;
-    a[27] = s.objects.iter().map(|o| ((o.x - mx).powi(2) + (o.y - my).powi(2)).sqrt()).sum::<f32>() / n as f32 * 4.0;
-    a[28] = s.objects.iter().map(|o| SIZES[o.size].1.powi(2) * 3.14).sum::<f32>() * 4.0;
+    a[27] = s
+        .objects
+        .iter()
+        .map(|o| ((o.x - mx).powi(2) + (o.y - my).powi(2)).sqrt())
+        .sum::<f32>()
+        / n as f32
+        * 4.0;
+    a[28] = s
+        .objects
+        .iter()
+        .map(|o| SIZES[o.size].1.powi(2) * std::f32::consts::PI)
+        .sum::<f32>()
+        * 4.0;
     a[29] = 1.0;
-    debug_assert_eq!(SHAPES.len() + COLOURS.len() + 3 + BACKGROUNDS.len() + SIZES.len() + 5, N_ATTRIBUTES);
+    debug_assert_eq!(
+        SHAPES.len() + COLOURS.len() + 3 + BACKGROUNDS.len() + SIZES.len() + 5,
+        N_ATTRIBUTES
+    );
     a
 }
 
@@ -182,7 +211,8 @@ impl HighLevelTuning {
     pub fn for_area(area: Area, rng: &mut ChaCha8Rng) -> HighLevelTuning {
         let mut preference = [0.0f32; N_ATTRIBUTES];
         let shape = |name: &str| SHAPES.iter().position(|s| *s == name).unwrap_or(0);
-        let colour = |name: &str| SHAPES.len() + COLOURS.iter().position(|c| c.0 == name).unwrap_or(0);
+        let colour =
+            |name: &str| SHAPES.len() + COLOURS.iter().position(|c| c.0 == name).unwrap_or(0);
         let mut set = |i: usize, v: f32| preference[i] = v;
         match area {
             Area::Faces => {
@@ -215,13 +245,21 @@ impl HighLevelTuning {
         }
         let normal = Normal::new(0.0f32, 0.35).unwrap_or_else(|_| unreachable!());
         let gain = rng.random_range(0.5..1.5);
-        let mut weights: Vec<f32> = preference.iter().map(|p| gain * p + normal.sample(rng)).collect();
+        let mut weights: Vec<f32> = preference
+            .iter()
+            .map(|p| gain * p + normal.sample(rng))
+            .collect();
         weights[N_ATTRIBUTES - 1] = 0.5; // any image drives visual cortex somewhat
         HighLevelTuning { weights }
     }
 
     pub fn drive(&self, attributes: &[f32; N_ATTRIBUTES]) -> f32 {
-        let x: f32 = self.weights.iter().zip(attributes).map(|(w, a)| w * a).sum();
+        let x: f32 = self
+            .weights
+            .iter()
+            .zip(attributes)
+            .map(|(w, a)| w * a)
+            .sum();
         // softplus: rectifying, smooth.
         if x > 20.0 {
             x
@@ -233,8 +271,15 @@ impl HighLevelTuning {
 
 /// Each responsive voxel's response to each stimulus (`[voxel][stimulus]`), scaled so every
 /// voxel's mean over the set is 1.
-pub fn voxel_responses(subject: &Subject, stimuli: &[Stimulus], image_size: usize) -> Vec<Vec<f32>> {
-    let features: Vec<ImageFeatures> = stimuli.iter().map(|s| image_features(&render(s, image_size), image_size)).collect();
+pub fn voxel_responses(
+    subject: &Subject,
+    stimuli: &[Stimulus],
+    image_size: usize,
+) -> Vec<Vec<f32>> {
+    let features: Vec<ImageFeatures> = stimuli
+        .iter()
+        .map(|s| image_features(&render(s, image_size), image_size))
+        .collect();
     let attrs: Vec<[f32; N_ATTRIBUTES]> = stimuli.iter().map(attributes).collect();
     subject
         .voxels

@@ -7,7 +7,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-pub const SHAPES: [&str; 8] = ["circle", "square", "triangle", "star", "cross", "ring", "crescent", "arrow"];
+pub const SHAPES: [&str; 8] = [
+    "circle", "square", "triangle", "star", "cross", "ring", "crescent", "arrow",
+];
 pub const COLOURS: [(&str, [f32; 3]); 8] = [
     ("red", [0.85, 0.12, 0.10]),
     ("orange", [0.95, 0.55, 0.08]),
@@ -86,7 +88,10 @@ pub fn caption(objects: &[Object], background: &Background) -> String {
         n => format!("{} and {}", phrases[..n - 1].join(", "), phrases[n - 1]),
     };
     let bg = BACKGROUNDS[background.kind];
-    format!("{joined} on a {bg} {} background", COLOURS[background.colour].0)
+    format!(
+        "{joined} on a {bg} {} background",
+        COLOURS[background.colour].0
+    )
 }
 
 /// Draws one stimulus from `rng`: 1-3 objects, no two centred closer than their sizes allow
@@ -127,13 +132,20 @@ pub fn random_stimulus(rng: &mut ChaCha8Rng, id: String) -> Stimulus {
         }
     }
     let caption = caption(&objects, &background);
-    Stimulus { id, objects, background, caption }
+    Stimulus {
+        id,
+        objects,
+        background,
+        caption,
+    }
 }
 
 /// `n` stimuli from `seed`, ids `{prefix}{0001..}`.
 pub fn stimulus_set(seed: u64, n: usize, prefix: &str) -> Vec<Stimulus> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n).map(|i| random_stimulus(&mut rng, format!("{prefix}{:05}", i + 1))).collect()
+    (0..n)
+        .map(|i| random_stimulus(&mut rng, format!("{prefix}{:05}", i + 1)))
+        .collect()
 }
 
 /// Whether the point (u, v), in the object's own frame scaled so its radius is 1, is inside.
@@ -153,7 +165,10 @@ fn inside(shape: usize, u: f32, v: f32) -> bool {
         "cross" => (u.abs() <= 0.3 && v.abs() <= 0.95) || (v.abs() <= 0.3 && u.abs() <= 0.95),
         "ring" => (0.6..=1.0).contains(&r),
         "crescent" => r <= 1.0 && ((u - 0.45).powi(2) + v * v).sqrt() > 0.8,
-        "arrow" => (u >= -0.95 && u <= 0.2 && v.abs() <= 0.22) || (u > 0.2 && u <= 0.95 && v.abs() <= 0.75 * (0.95 - u)),
+        "arrow" => {
+            ((-0.95..=0.2).contains(&u) && v.abs() <= 0.22)
+                || (u > 0.2 && u <= 0.95 && v.abs() <= 0.75 * (0.95 - u))
+        }
         _ => false,
     }
 }
@@ -212,5 +227,8 @@ pub fn render(stimulus: &Stimulus, size: usize) -> Vec<[f32; 3]> {
 
 /// 8-bit RGB bytes of a rendered image (for PNG files).
 pub fn to_rgb8(pixels: &[[f32; 3]]) -> Vec<u8> {
-    pixels.iter().flat_map(|p| p.map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)).collect()
+    pixels
+        .iter()
+        .flat_map(|p| p.map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8))
+        .collect()
 }

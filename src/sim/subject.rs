@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use serde::Serialize;
 
-use super::neural::{HighLevelTuning, Prf, N_ATTRIBUTES};
+use super::neural::{HighLevelTuning, Prf};
 
 /// Labels of the ROI image (0 = not brain grey matter of interest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -88,9 +88,15 @@ pub struct Grid {
 
 impl Grid {
     /// 64 x 64 x 36 at 3 mm, a common 3 T EPI protocol.
-    pub const MM3: Grid = Grid { dims: [64, 64, 36], voxel_mm: 3.0 };
+    pub const MM3: Grid = Grid {
+        dims: [64, 64, 36],
+        voxel_mm: 3.0,
+    };
     /// NSD's 1.8 mm functional grid.
-    pub const NSD: Grid = Grid { dims: [81, 104, 83], voxel_mm: 1.8 };
+    pub const NSD: Grid = Grid {
+        dims: [81, 104, 83],
+        voxel_mm: 1.8,
+    };
 
     pub fn n_voxels(&self) -> usize {
         self.dims.iter().product()
@@ -100,7 +106,12 @@ impl Grid {
     pub fn affine(&self) -> [[f64; 4]; 4] {
         let v = self.voxel_mm as f64;
         let c = |i: usize| -(self.dims[i] as f64 - 1.0) / 2.0 * v;
-        [[v, 0.0, 0.0, c(0)], [0.0, v, 0.0, c(1)], [0.0, 0.0, v, c(2)], [0.0, 0.0, 0.0, 1.0]]
+        [
+            [v, 0.0, 0.0, c(0)],
+            [0.0, v, 0.0, c(1)],
+            [0.0, 0.0, v, c(2)],
+            [0.0, 0.0, 0.0, 1.0],
+        ]
     }
 
     /// Millimetres from the grid centre of voxel (i, j, k).
@@ -160,7 +171,11 @@ impl Subject {
         let [nx, ny, nz] = grid.dims;
         // Brain semi-axes in mm, shrunk to fit the field of view.
         let fov = |d: usize| grid.dims[d] as f32 * grid.voxel_mm;
-        let semi = [68f32.min(0.46 * fov(0)), 84f32.min(0.46 * fov(1)), 54f32.min(0.46 * fov(2))];
+        let semi = [
+            68f32.min(0.46 * fov(0)),
+            84f32.min(0.46 * fov(1)),
+            54f32.min(0.46 * fov(2)),
+        ];
         let n = grid.n_voxels();
         let mut tissue = vec![Tissue::Air; n];
         let mut baseline = vec![0.0f32; n];
@@ -234,8 +249,13 @@ impl Subject {
                 hrf_width: 1.0 + params.hrf_width_sd * normal.sample(&mut rng),
             });
         }
-        debug_assert!(N_ATTRIBUTES > 0);
-        Subject { grid, tissue, baseline, labels, voxels }
+        Subject {
+            grid,
+            tissue,
+            baseline,
+            labels,
+            voxels,
+        }
     }
 
     pub fn count(&self, area: Area) -> usize {

@@ -183,6 +183,17 @@ pub fn run_replay(o: &ReplayOptions) -> Result<Manifest, ReplayError> {
             "truncated-gzip faults need --format nii.gz".into(),
         ));
     }
+    if let Some((&index, _)) = o
+        .faults_at
+        .iter()
+        .find(|(&i, _)| i < o.first_index || (i - o.first_index) as usize >= n)
+    {
+        return Err(ReplayError::Invalid(format!(
+            "--fault at index {index}: the replay writes indices {} to {}",
+            o.first_index,
+            o.first_index as usize + n - 1
+        )));
+    }
     std::fs::create_dir_all(&o.to).map_err(|source| ReplayError::Io {
         path: o.to.clone(),
         source,
