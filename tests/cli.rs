@@ -154,3 +154,68 @@ fn replay_then_run_records_every_volume() {
     );
     assert_eq!(events[0]["dims"], serde_json::json!([10, 8, 6]));
 }
+
+#[test]
+fn simulate_writes_bids_and_exports_a_run_like_a_scanner() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let session = d.join("session.toml");
+    std::fs::write(
+        &session,
+        "[simulate]\nvolumes_per_run = 40\ntrain_runs = 1\ntest_runs = 1\nimage_size = 32\n",
+    )
+    .unwrap();
+    let out = brainmclip(&[
+        "simulate",
+        "--out",
+        d.join("bids").to_str().unwrap(),
+        "--seed",
+        "2",
+        "--config",
+        session.to_str().unwrap(),
+        "--export-to",
+        d.join("export").to_str().unwrap(),
+        "--export-run",
+        "2",
+        "--speed",
+        "30",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        said.contains("2 runs") && said.contains("exported 40 volumes"),
+        "{said}"
+    );
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("export/replay_manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(manifest["source"]
+        .as_str()
+        .unwrap()
+        .ends_with("run-02_bold.nii.gz"));
+    assert_eq!(manifest["tr_s"], 1.5);
+    assert!(d.join("export/vol_0040.nii.gz").exists());
+    assert!(d
+        .join("bids/sub-01/anat/sub-01_desc-visual_dseg.tsv")
+        .exists());
+    // A bad value in the section is named.
+    std::fs::write(&session, "[simulate]\ntsnr = -3\n").unwrap();
+    let out = brainmclip(&[
+        "simulate",
+        "--out",
+        d.join("x").to_str().unwrap(),
+        "--config",
+        session.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("session.toml") && err.contains("simulate.tsnr"),
+        "{err}"
+    );
+}

@@ -12,7 +12,7 @@
 //! - Thermal noise: white, spatially uniform in magnitude, sized with the physiological part so
 //!   that grey matter has the requested temporal SNR (default 70, typical of 3 mm 3 T EPI,
 //!   Triantafyllou et al. 2005); physiological noise (respiration about 0.3 Hz, cardiac about
-//!   1 Hz, both aliased by the TR) scales with the signal, 40 % of grey-matter noise variance.
+//!   1.1 Hz, both aliased by the TR) scales with the signal, 40 % of grey-matter noise variance.
 //! - Drift: a low-order polynomial per voxel (global + local), about 1 % over a run.
 //! - Steady state: the first volumes are brighter (T1 saturation), which is why dummy scans are
 //!   discarded.
@@ -190,10 +190,9 @@ pub fn simulate_run(
             } else {
                 1.0
             };
-            let (dr, dc) = (
-                rng.random_range(-0.5f32..0.5),
-                rng.random_range(-0.5f32..0.5),
-            );
+            // Respiration is nearly in phase across the brain; cardiac pulsation is not.
+            let dr = rng.random_range(-0.5f32..0.5);
+            let dc = rng.random_range(0.0f32..std::f32::consts::TAU);
             let local = [std_normal.sample(&mut rng), std_normal.sample(&mut rng)];
             let d = |k: usize| {
                 if inside {

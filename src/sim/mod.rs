@@ -113,7 +113,7 @@ impl Default for SimConfig {
             tsnr: 70.0,
             physio_fraction: 0.4,
             respiration_hz: 0.3,
-            cardiac_hz: 1.0,
+            cardiac_hz: 1.1,
             drift_percent: 1.0,
             motion: true,
             motion_step: 0.02,

@@ -1,7 +1,9 @@
 //! The neural model: what each voxel's neural population does with an image.
 //!
-//! Low-level voxels (V1-hV4): a population receptive field over local contrast energy and
-//! colour-opponent energy, with a compressive exponent (the CSS model, Kay et al. 2013).
+//! Low-level voxels (V1-hV4): a population receptive field over local contrast energy, signed
+//! colour-opponent contrast (red-green, blue-yellow) and luminance, each voxel with its own
+//! preferences (signs and weights), softly rectified and then compressed (the CSS model, Kay et
+//! al. 2013). Signed channels are what make layout and colour recoverable from a population.
 //! High-level voxels (floc-like areas): a rectified linear function of the image's semantic
 //! attributes (shape categories, colours, object count, sizes, layout, background), mixing an
 //! area-typical preference with random mixed selectivity. Responses are scaled so each voxel's
@@ -19,11 +21,13 @@ use super::subject::{Area, Subject};
 /// Resolution at which image features are computed for the pRF model.
 pub const FEATURE_RES: usize = 32;
 
-/// Contrast energy and colour-opponent energy maps, `FEATURE_RES`² each, row-major.
+/// Feature maps, `FEATURE_RES`² each, row-major: contrast energy (>= 0), signed red-green and
+/// blue-yellow opponency, and luminance relative to mid-grey.
 pub struct ImageFeatures {
     pub contrast: Vec<f32>,
     pub red_green: Vec<f32>,
     pub blue_yellow: Vec<f32>,
+    pub luminance: Vec<f32>,
 }
 
 pub fn image_features(pixels: &[[f32; 3]], size: usize) -> ImageFeatures {
@@ -76,15 +80,14 @@ pub fn image_features(pixels: &[[f32; 3]], size: usize) -> ImageFeatures {
             contrast[y * r + x] = s / n;
         }
     }
-    let red_green = small.iter().map(|p| (p[0] - p[1]).abs()).collect();
-    let blue_yellow = small
-        .iter()
-        .map(|p| (p[2] - 0.5 * (p[0] + p[1])).abs())
-        .collect();
+    let red_green = small.iter().map(|p| p[0] - p[1]).collect();
+    let blue_yellow = small.iter().map(|p| p[2] - 0.5 * (p[0] + p[1])).collect();
+    let luminance = lum.iter().map(|l| l - 0.5).collect();
     ImageFeatures {
         contrast,
         red_green,
         blue_yellow,
+        luminance,
     }
 }
 
@@ -97,8 +100,10 @@ pub struct Prf {
     /// Gaussian SD as a fraction of the image width.
     pub sigma: f32,
     pub w_contrast: f32,
+    /// Signed: which pole of each opponent channel, and of luminance, the voxel prefers.
     pub w_red_green: f32,
     pub w_blue_yellow: f32,
+    pub w_luminance: f32,
     /// Compressive spatial summation exponent.
     pub exponent: f32,
 }
@@ -113,24 +118,29 @@ impl Prf {
         let horizontal = hemifield * ecc * polar.cos();
         let up = -ecc * polar.sin();
         let (base, slope, w, exponent) = match area {
-            Area::V1 => (0.02, 0.06, [1.0, 0.3, 0.2], 0.5),
-            Area::V2 => (0.03, 0.08, [1.0, 0.35, 0.25], 0.45),
-            Area::V3 => (0.045, 0.11, [0.9, 0.3, 0.25], 0.4),
-            _ => (0.07, 0.15, [0.6, 0.8, 0.6], 0.3),
+            Area::V1 => (0.02, 0.06, [1.0, 0.6, 0.5, 0.6], 0.5),
+            Area::V2 => (0.03, 0.08, [1.0, 0.6, 0.5, 0.5], 0.45),
+            Area::V3 => (0.045, 0.11, [0.9, 0.6, 0.5, 0.5], 0.4),
+            _ => (0.07, 0.15, [0.6, 1.0, 0.8, 0.4], 0.3),
         };
         let jitter = |rng: &mut ChaCha8Rng| rng.random_range(0.75..1.25);
+        let signed = |rng: &mut ChaCha8Rng| {
+            let sign = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
+            sign * rng.random_range(0.75..1.25)
+        };
         Prf {
             cx: (0.5 + 0.5 * horizontal).clamp(0.0, 1.0),
             cy: (0.5 - 0.5 * up).clamp(0.0, 1.0),
             sigma: (base + slope * ecc) * jitter(rng),
             w_contrast: w[0] * jitter(rng),
-            w_red_green: w[1] * jitter(rng),
-            w_blue_yellow: w[2] * jitter(rng),
+            w_red_green: w[1] * signed(rng),
+            w_blue_yellow: w[2] * signed(rng),
+            w_luminance: w[3] * signed(rng),
             exponent,
         }
     }
 
-    /// (Gaussian-weighted mean feature energy) ^ exponent.
+    /// softplus(0.15 + Gaussian-weighted mean of the weighted features) ^ exponent.
     pub fn drive(&self, f: &ImageFeatures) -> f32 {
         let r = FEATURE_RES as f32;
         let (cx, cy, s) = (self.cx * r, self.cy * r, (self.sigma * r).max(0.5));
@@ -145,14 +155,18 @@ impl Prf {
                 sum += g
                     * (self.w_contrast * f.contrast[i]
                         + self.w_red_green * f.red_green[i]
-                        + self.w_blue_yellow * f.blue_yellow[i]);
+                        + self.w_blue_yellow * f.blue_yellow[i]
+                        + self.w_luminance * f.luminance[i]);
                 weight += g;
             }
         }
         if weight <= 0.0 {
             return 0.0;
         }
-        (sum / weight).max(0.0).powf(self.exponent)
+        // Soft rectification (a population never fires below zero), then compression.
+        let linear = 0.15 + sum / weight;
+        let rectified = (8.0 * linear).exp().ln_1p() / 8.0;
+        rectified.powf(self.exponent)
     }
 }
 

@@ -172,9 +172,9 @@ impl Subject {
         // Brain semi-axes in mm, shrunk to fit the field of view.
         let fov = |d: usize| grid.dims[d] as f32 * grid.voxel_mm;
         let semi = [
-            68f32.min(0.46 * fov(0)),
-            84f32.min(0.46 * fov(1)),
-            54f32.min(0.46 * fov(2)),
+            68f32.min(0.44 * fov(0)),
+            84f32.min(0.44 * fov(1)),
+            54f32.min(0.44 * fov(2)),
         ];
         let n = grid.n_voxels();
         let mut tissue = vec![Tissue::Air; n];
