@@ -8,4 +8,5 @@ pub mod clock;
 pub mod config;
 pub mod ingest;
 pub mod inspect;
+pub mod preprocess;
 pub mod sim;

@@ -187,32 +187,23 @@ impl Subject {
                     let idx = i + nx * (j + ny * k);
                     let p = grid.mm(i, j, k);
                     let q = [p[0] / semi[0], p[1] / semi[1], p[2] / semi[2]];
-                    // A gently folded surface so grey matter is not a perfect shell.
-                    let fold = 0.025 * (q[1] * 11.0).sin() * (q[2] * 9.0 + q[0] * 5.0).cos();
-                    let rho = (q[0] * q[0] + q[1] * q[1] + q[2] * q[2]).sqrt() + fold;
-                    let in_ventricle = ((p[0].abs() - 9.0) / 6.0).powi(2)
-                        + ((p[1] - 4.0) / 22.0).powi(2)
-                        + ((p[2] - 6.0) / 8.0).powi(2)
-                        < 1.0;
-                    let t = if rho > 1.06 {
-                        Tissue::Air
-                    } else if rho > 1.0 || in_ventricle {
-                        Tissue::Csf
-                    } else if rho > 0.84 {
-                        Tissue::Grey
-                    } else {
-                        Tissue::White
-                    };
+                    let t = tissue_at(p, semi);
+                    tissue[idx] = t;
+                    // Partial volume: the voxel's intensity is the mean over 3 x 3 x 3 points
+                    // inside it, not the tissue at its centre.
+                    let mut sum = 0.0f32;
+                    for dz in [-1.0f32, 0.0, 1.0] {
+                        for dy in [-1.0f32, 0.0, 1.0] {
+                            for dx in [-1.0f32, 0.0, 1.0] {
+                                let s = grid.voxel_mm / 3.0;
+                                let ps = [p[0] + dx * s, p[1] + dy * s, p[2] + dz * s];
+                                sum += intensity(tissue_at(ps, semi));
+                            }
+                        }
+                    }
                     // Receive-coil sensitivity: brighter near the back and the top.
                     let bias = 1.0 - 0.10 * q[1] + 0.06 * q[2] - 0.05 * q[0] * q[0];
-                    tissue[idx] = t;
-                    baseline[idx] = bias
-                        * match t {
-                            Tissue::Air => INTENSITY_AIR,
-                            Tissue::Csf => INTENSITY_CSF,
-                            Tissue::Grey => INTENSITY_GREY,
-                            Tissue::White => INTENSITY_WHITE,
-                        };
+                    baseline[idx] = bias * sum / 27.0;
                     if t == Tissue::Grey {
                         labels[idx] = Area::OtherGrey as u8;
                         candidates.push((idx, q));
@@ -221,6 +212,8 @@ impl Subject {
             }
         }
 
+        // The EPI point-spread function blurs a little beyond the voxel.
+        let baseline = blur_121(&baseline, grid.dims);
         let normal = Normal::new(0.0f32, 1.0).unwrap_or_else(|_| unreachable!());
         let mut voxels = Vec::new();
         for (idx, q) in candidates {
@@ -272,6 +265,57 @@ impl Subject {
             .fold((0.0f64, 0usize), |(s, n), (_, b)| (s + *b as f64, n + 1));
         (sum / n.max(1) as f64) as f32
     }
+}
+
+/// The tissue at a point `p` (mm from the grid centre) of a brain with these semi-axes.
+fn tissue_at(p: [f32; 3], semi: [f32; 3]) -> Tissue {
+    let q = [p[0] / semi[0], p[1] / semi[1], p[2] / semi[2]];
+    // A gently folded surface so grey matter is not a perfect shell.
+    let fold = 0.025 * (q[1] * 11.0).sin() * (q[2] * 9.0 + q[0] * 5.0).cos();
+    let rho = (q[0] * q[0] + q[1] * q[1] + q[2] * q[2]).sqrt() + fold;
+    let in_ventricle = ((p[0].abs() - 9.0) / 6.0).powi(2)
+        + ((p[1] - 4.0) / 22.0).powi(2)
+        + ((p[2] - 6.0) / 8.0).powi(2)
+        < 1.0;
+    if rho > 1.06 {
+        Tissue::Air
+    } else if rho > 1.0 || in_ventricle {
+        Tissue::Csf
+    } else if rho > 0.84 {
+        Tissue::Grey
+    } else {
+        Tissue::White
+    }
+}
+
+fn intensity(t: Tissue) -> f32 {
+    match t {
+        Tissue::Air => INTENSITY_AIR,
+        Tissue::Csf => INTENSITY_CSF,
+        Tissue::Grey => INTENSITY_GREY,
+        Tissue::White => INTENSITY_WHITE,
+    }
+}
+
+/// Separable [1/4, 1/2, 1/4] smoothing along each axis (edges repeat).
+fn blur_121(image: &[f32], dims: [usize; 3]) -> Vec<f32> {
+    let mut current = image.to_vec();
+    let strides = [1, dims[0], dims[0] * dims[1]];
+    for axis in 0..3 {
+        let mut next = vec![0.0f32; current.len()];
+        for (idx, out) in next.iter_mut().enumerate() {
+            let coord = idx / strides[axis] % dims[axis];
+            let before = if coord > 0 { idx - strides[axis] } else { idx };
+            let after = if coord + 1 < dims[axis] {
+                idx + strides[axis]
+            } else {
+                idx
+            };
+            *out = 0.25 * current[before] + 0.5 * current[idx] + 0.25 * current[after];
+        }
+        current = next;
+    }
+    current
 }
 
 /// Which visual area a grey-matter voxel at normalised position `q` belongs to. `q[1] = -1` is
