@@ -186,12 +186,11 @@ impl Level {
                     rhs[a] += row[a] as f64 * residual;
                 }
             }
-            let mut step = [0.0f32; 6];
-            for a in 0..6 {
-                step[a] = -(0..6)
+            let step: [f32; 6] = std::array::from_fn(|a| {
+                -(0..6)
                     .map(|b| self.normal_inverse[a][b] * rhs[b])
-                    .sum::<f64>() as f32;
-            }
+                    .sum::<f64>() as f32
+            });
             for d in 0..6 {
                 params[d] += step[d];
             }
