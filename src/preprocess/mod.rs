@@ -4,3 +4,4 @@
 //! never reads files or talks to the network.
 
 pub mod realign;
+pub mod zscore;

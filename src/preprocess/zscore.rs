@@ -1,0 +1,262 @@
+//! Rolling per-voxel z-scores: each new volume is scored against the recent history of every
+//! voxel, so slow drifts and scanner differences are normalised away as the run goes.
+//!
+//! Windowed mode keeps the last W volumes in one fixed-capacity, volume-major ring (a single
+//! allocation for all voxels, which a per-voxel ring buffer crate would not give) and updates
+//! sums in O(1) per voxel; until W volumes have been seen the statistics are cumulative (the
+//! warm-up). Exponential mode weights the past by a half-life. Sums are f64 on values offset by
+//! each voxel's first value, so variance does not suffer cancellation. A voxel whose SD is ~0
+//! scores 0 and is counted. Optional linear detrending within the window. This module does not
+//! decide which volumes to skip (dummy scans, missing volumes): its caller does.
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ZMode {
+    /// The last `n` volumes.
+    Window(usize),
+    /// Exponential weights with this half-life in volumes.
+    Exponential(f64),
+}
+
+pub struct RollingZ {
+    n: usize,
+    mode: ZMode,
+    detrend: bool,
+    /// Window mode: capacity x n values (offset-subtracted), volume-major.
+    ring: Vec<f32>,
+    /// Acquisition counter of each ring slot (for detrending).
+    ring_k: Vec<f64>,
+    head: usize,
+    len: usize,
+    offset: Vec<f32>,
+    sum: Vec<f64>,
+    sum_sq: Vec<f64>,
+    sum_kx: Vec<f64>,
+    /// Exponential mode: running mean and variance.
+    mean: Vec<f64>,
+    var: Vec<f64>,
+    seen: u64,
+    /// Voxel-scores set to 0 because the SD was ~0.
+    pub guarded: u64,
+}
+
+impl RollingZ {
+    pub fn new(n_voxels: usize, mode: ZMode, detrend: bool) -> RollingZ {
+        let capacity = match mode {
+            ZMode::Window(w) => w.max(2),
+            ZMode::Exponential(_) => 0,
+        };
+        RollingZ {
+            n: n_voxels,
+            mode,
+            detrend: detrend && matches!(mode, ZMode::Window(_)),
+            ring: vec![0.0; capacity * n_voxels],
+            ring_k: vec![0.0; capacity],
+            head: 0,
+            len: 0,
+            offset: Vec::new(),
+            sum: vec![0.0; n_voxels],
+            sum_sq: vec![0.0; n_voxels],
+            sum_kx: vec![0.0; n_voxels],
+            mean: vec![0.0; n_voxels],
+            var: vec![0.0; n_voxels],
+            seen: 0,
+            guarded: 0,
+        }
+    }
+
+    /// Volumes that have entered the statistics.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// Whether the warm-up is over (a full window, or one half-life times three).
+    pub fn warmed_up(&self) -> bool {
+        match self.mode {
+            ZMode::Window(w) => self.len >= w.max(2),
+            ZMode::Exponential(h) => self.seen as f64 >= 3.0 * h,
+        }
+    }
+
+    /// Adds `values` (one per voxel, in order) and writes their z-scores into `out`.
+    pub fn push(&mut self, values: &[f32], out: &mut Vec<f32>) {
+        assert_eq!(
+            values.len(),
+            self.n,
+            "rolling z-score fed a vector of the wrong length"
+        );
+        if self.offset.is_empty() {
+            self.offset = values.to_vec();
+        }
+        out.clear();
+        out.reserve(self.n);
+        let k = self.seen as f64;
+        self.seen += 1;
+        match self.mode {
+            ZMode::Window(w) => self.push_window(values, k, w.max(2), out),
+            ZMode::Exponential(h) => self.push_exponential(values, h, out),
+        }
+    }
+
+    fn push_window(&mut self, values: &[f32], k: f64, capacity: usize, out: &mut Vec<f32>) {
+        let n = self.n;
+        let slot = self.head;
+        if self.len == capacity {
+            let old_k = self.ring_k[slot];
+            let old = &self.ring[slot * n..(slot + 1) * n];
+            for v in 0..n {
+                let x = old[v] as f64;
+                self.sum[v] -= x;
+                self.sum_sq[v] -= x * x;
+                self.sum_kx[v] -= old_k * x;
+            }
+        } else {
+            self.len += 1;
+        }
+        self.ring_k[slot] = k;
+        let new = &mut self.ring[slot * n..(slot + 1) * n];
+        for v in 0..n {
+            let x = values[v] - self.offset[v];
+            new[v] = x;
+            let x = x as f64;
+            self.sum[v] += x;
+            self.sum_sq[v] += x * x;
+            self.sum_kx[v] += k * x;
+        }
+        self.head = (self.head + 1) % capacity;
+        // Sums of k and k² over the slots in the window.
+        let m = self.len as f64;
+        let (mut sk, mut skk) = (0.0f64, 0.0f64);
+        for &kk in self.ring_k.iter().take(self.len) {
+            sk += kk;
+            skk += kk * kk;
+        }
+        let det = m * skk - sk * sk;
+        for v in 0..n {
+            let x = (values[v] - self.offset[v]) as f64;
+            let (s, ss) = (self.sum[v], self.sum_sq[v]);
+            let (fit, sse, dof) = if self.detrend && self.len >= 3 && det.abs() > 1e-9 {
+                let b = (m * self.sum_kx[v] - sk * s) / det;
+                let a = (s - b * sk) / m;
+                let sse = (ss - a * s - b * self.sum_kx[v]).max(0.0);
+                (a + b * k, sse, m - 2.0)
+            } else {
+                let mean = s / m;
+                (mean, (ss - s * mean).max(0.0), m)
+            };
+            out.push(self.score(x - fit, sse / dof.max(1.0), fit + self.offset[v] as f64));
+        }
+    }
+
+    fn push_exponential(&mut self, values: &[f32], half_life: f64, out: &mut Vec<f32>) {
+        let alpha_steady = 1.0 - 0.5f64.powf(1.0 / half_life.max(1e-3));
+        // Warm-up: a plain cumulative mean until the exponential weight takes over.
+        let alpha = alpha_steady.max(1.0 / self.seen as f64);
+        for v in 0..self.n {
+            let x = (values[v] - self.offset[v]) as f64;
+            let delta = x - self.mean[v];
+            self.mean[v] += alpha * delta;
+            self.var[v] = (1.0 - alpha) * (self.var[v] + alpha * delta * delta);
+            let (mean, var) = (self.mean[v], self.var[v]);
+            out.push(self.score(x - mean, var, mean + self.offset[v] as f64));
+        }
+    }
+
+    fn score(&mut self, deviation: f64, variance: f64, level: f64) -> f32 {
+        let sd = variance.sqrt();
+        // SD ~0 relative to the voxel's level (or absolutely, for a voxel near zero).
+        if !(sd > 1e-6 * level.abs().max(1.0)) {
+            self.guarded += 1;
+            return 0.0;
+        }
+        (deviation / sd) as f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The z-score of the last value of `xs` against all of `xs` (population SD).
+    fn naive(xs: &[f64]) -> f64 {
+        let m = xs.iter().sum::<f64>() / xs.len() as f64;
+        let sd = (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / xs.len() as f64).sqrt();
+        (xs[xs.len() - 1] - m) / sd
+    }
+
+    #[test]
+    fn window_matches_a_naive_computation_through_warm_up_and_wrap_around() {
+        let series: Vec<f64> = (0..40)
+            .map(|k| 1000.0 + 5.0 * ((k * 7 % 11) as f64) - 0.3 * k as f64)
+            .collect();
+        let mut z = RollingZ::new(1, ZMode::Window(8), false);
+        let mut out = Vec::new();
+        for k in 0..series.len() {
+            z.push(&[series[k] as f32], &mut out);
+            if k == 0 {
+                assert_eq!(out[0], 0.0, "one value has no spread");
+                continue;
+            }
+            let window = &series[k.saturating_sub(7)..=k];
+            assert!(
+                (out[0] as f64 - naive(window)).abs() < 1e-4,
+                "volume {k}: {} vs {}",
+                out[0],
+                naive(window)
+            );
+        }
+        assert!(z.warmed_up());
+        assert_eq!(z.guarded, 1);
+    }
+
+    #[test]
+    fn constant_voxels_score_zero_and_are_counted() {
+        let mut z = RollingZ::new(2, ZMode::Window(5), false);
+        let mut out = Vec::new();
+        for k in 0..6 {
+            z.push(&[7.0, k as f32], &mut out);
+        }
+        assert_eq!(out[0], 0.0);
+        assert!(out[1] > 1.0);
+        assert_eq!(z.guarded, 6 + 1);
+    }
+
+    #[test]
+    fn detrending_removes_a_linear_drift() {
+        let mut plain = RollingZ::new(1, ZMode::Window(20), false);
+        let mut detrended = RollingZ::new(1, ZMode::Window(20), true);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for k in 0..60 {
+            // A steep drift plus a small alternating signal.
+            let x = 500.0 + 2.0 * k as f32 + if k % 2 == 0 { 0.5 } else { -0.5 };
+            plain.push(&[x], &mut a);
+            detrended.push(&[x], &mut b);
+        }
+        // Without detrending the newest value always looks high; with it, it is ±1-ish.
+        assert!(a[0] > 1.5, "{}", a[0]);
+        assert!(b[0].abs() < 1.5 && b[0].abs() > 0.5, "{}", b[0]);
+    }
+
+    #[test]
+    fn exponential_mode_normalises_a_stationary_signal() {
+        let mut z = RollingZ::new(1, ZMode::Exponential(20.0), false);
+        let mut out = Vec::new();
+        let mut scores = Vec::new();
+        let mut state = 12345u64;
+        for _ in 0..2000 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+            z.push(&[(800.0 + 10.0 * (u - 0.5)) as f32], &mut out);
+            if z.warmed_up() {
+                scores.push(out[0] as f64);
+            }
+        }
+        let m = scores.iter().sum::<f64>() / scores.len() as f64;
+        let sd = (scores.iter().map(|s| (s - m).powi(2)).sum::<f64>() / scores.len() as f64).sqrt();
+        assert!(
+            m.abs() < 0.1 && (sd - 1.0).abs() < 0.15,
+            "mean {m}, sd {sd}"
+        );
+    }
+}
