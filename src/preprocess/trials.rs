@@ -1,0 +1,336 @@
+//! Trial assembly: which z-scored volumes belong to which stimulus. A trial's response is the
+//! mean of its volumes acquired within a window after onset (by default 4.5-7.5 s, around the
+//! peak of the response to a 3 s image); missing volumes are left out and counted, never
+//! replaced. The same assembler serves the live path and calibration, so training data is
+//! built exactly as live data is.
+//!
+//! Trials come from a BIDS `_events.tsv` (replay, calibration) or, live, from markers the
+//! stimulus computer sends (`add_trial`). Volume times are `index × TR` from the first volume
+//! of the run file, as BIDS onsets are.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrialError {
+    #[error("{path}: {message}")]
+    Events { path: PathBuf, message: String },
+}
+
+/// One stimulus presentation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trial {
+    pub id: u64,
+    pub onset_s: f64,
+    pub duration_s: f64,
+    pub trial_type: String,
+    /// The stimulus file (BIDS `stim_file`), when known.
+    pub stimulus: Option<String>,
+}
+
+/// Reads a BIDS events file (`onset`, `duration` required; `trial_type`, `stim_file` optional).
+pub fn read_events(path: &Path) -> Result<Vec<Trial>, TrialError> {
+    let err = |message: String| TrialError::Events {
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or_else(|| err("empty; expected a header line".into()))?
+        .split('\t')
+        .map(str::trim)
+        .collect();
+    let find = |name: &str| header.iter().position(|h| *h == name);
+    let onset = find("onset")
+        .ok_or_else(|| err("no `onset` column (BIDS events need onset and duration)".into()))?;
+    let duration = find("duration").ok_or_else(|| err("no `duration` column".into()))?;
+    let (kind, stim) = (find("trial_type"), find("stim_file"));
+    let mut trials = Vec::new();
+    for (n, line) in lines.enumerate() {
+        let cells: Vec<&str> = line.split('\t').map(str::trim).collect();
+        let number = |c: usize, what: &str| -> Result<f64, TrialError> {
+            let text = cells.get(c).copied().unwrap_or("");
+            text.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .ok_or_else(|| {
+                    err(format!(
+                        "line {}: {what} {text:?} is not a non-negative number of seconds",
+                        n + 2
+                    ))
+                })
+        };
+        let text = |c: Option<usize>| {
+            c.and_then(|c| cells.get(c))
+                .map(|s| s.to_string())
+                .filter(|s| !s.is_empty() && s != "n/a")
+        };
+        trials.push(Trial {
+            id: n as u64,
+            onset_s: number(onset, "onset")?,
+            duration_s: number(duration, "duration")?,
+            trial_type: text(kind).unwrap_or_default(),
+            stimulus: text(stim),
+        });
+    }
+    Ok(trials)
+}
+
+/// A trial's response, ready for the decoder (or for calibration).
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub trial: Trial,
+    /// Mean z-score per detail voxel / per semantic voxel over the volumes used.
+    pub detail: Vec<f32>,
+    pub semantic: Vec<f32>,
+    /// Acquisition indices averaged (0-based from the run's first volume).
+    pub volumes: Vec<u32>,
+    /// Volumes in the window that never came.
+    pub missing: u32,
+}
+
+struct Open {
+    trial: Trial,
+    detail: Vec<f64>,
+    semantic: Vec<f64>,
+    volumes: Vec<u32>,
+    missing: u32,
+}
+
+/// Collects volumes into trials as they arrive.
+pub struct TrialAssembler {
+    tr_s: f64,
+    window: (f64, f64),
+    pending: BTreeMap<u64, Trial>,
+    open: BTreeMap<u64, Open>,
+    next_id: u64,
+}
+
+impl TrialAssembler {
+    /// `window` is (start, end) in seconds after onset; a volume at time t belongs to a trial
+    /// when onset + start <= t <= onset + end.
+    pub fn new(tr_s: f64, window: (f64, f64), trials: Vec<Trial>) -> TrialAssembler {
+        let next_id = trials.iter().map(|t| t.id + 1).max().unwrap_or(0);
+        TrialAssembler {
+            tr_s,
+            window,
+            pending: trials.into_iter().map(|t| (t.id, t)).collect(),
+            open: BTreeMap::new(),
+            next_id,
+        }
+    }
+
+    /// A live marker: a trial that starts at `onset_s` (seconds from the run's first volume).
+    pub fn add_trial(
+        &mut self,
+        onset_s: f64,
+        duration_s: f64,
+        trial_type: String,
+        stimulus: Option<String>,
+    ) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.pending.insert(
+            id,
+            Trial {
+                id,
+                onset_s,
+                duration_s,
+                trial_type,
+                stimulus,
+            },
+        );
+        id
+    }
+
+    fn in_window(&self, trial: &Trial, index: u32) -> bool {
+        let t = index as f64 * self.tr_s;
+        t + 1e-9 >= trial.onset_s + self.window.0 && t <= trial.onset_s + self.window.1 + 1e-9
+    }
+
+    /// Opens trials whose window has begun by volume `index`.
+    fn open_due(&mut self, index: u32, n_detail: usize, n_semantic: usize) {
+        let t = index as f64 * self.tr_s;
+        let due: Vec<u64> = self
+            .pending
+            .values()
+            .filter(|tr| t + 1e-9 >= tr.onset_s + self.window.0)
+            .map(|tr| tr.id)
+            .collect();
+        for id in due {
+            if let Some(trial) = self.pending.remove(&id) {
+                self.open.insert(
+                    id,
+                    Open {
+                        trial,
+                        detail: vec![0.0; n_detail],
+                        semantic: vec![0.0; n_semantic],
+                        volumes: Vec::new(),
+                        missing: 0,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Closes trials whose window ended before volume `index`.
+    fn close_done(&mut self, index: u32) -> Vec<Sample> {
+        let t = index as f64 * self.tr_s;
+        let done: Vec<u64> = self
+            .open
+            .values()
+            .filter(|o| t > o.trial.onset_s + self.window.1 + 1e-9)
+            .map(|o| o.trial.id)
+            .collect();
+        done.into_iter()
+            .filter_map(|id| self.open.remove(&id))
+            .map(finish)
+            .collect()
+    }
+
+    /// A z-scored volume (acquisition index from the run's first volume). Returns the trials
+    /// it completes.
+    pub fn push_volume(&mut self, index: u32, detail: &[f32], semantic: &[f32]) -> Vec<Sample> {
+        self.open_due(index, detail.len(), semantic.len());
+        let done = self.close_done(index);
+        let ids: Vec<u64> = self.open.keys().copied().collect();
+        for id in ids {
+            let inside = self
+                .open
+                .get(&id)
+                .is_some_and(|o| self.in_window(&o.trial, index));
+            if let (true, Some(o)) = (inside, self.open.get_mut(&id)) {
+                o.detail
+                    .iter_mut()
+                    .zip(detail)
+                    .for_each(|(s, v)| *s += *v as f64);
+                o.semantic
+                    .iter_mut()
+                    .zip(semantic)
+                    .for_each(|(s, v)| *s += *v as f64);
+                o.volumes.push(index);
+            }
+        }
+        done
+    }
+
+    /// A volume that will never come (missing or rejected): counted against its trials.
+    pub fn missing_volume(
+        &mut self,
+        index: u32,
+        n_detail: usize,
+        n_semantic: usize,
+    ) -> Vec<Sample> {
+        self.open_due(index, n_detail, n_semantic);
+        let done = self.close_done(index);
+        let ids: Vec<u64> = self.open.keys().copied().collect();
+        for id in ids {
+            let inside = self
+                .open
+                .get(&id)
+                .is_some_and(|o| self.in_window(&o.trial, index));
+            if let (true, Some(o)) = (inside, self.open.get_mut(&id)) {
+                o.missing += 1;
+            }
+        }
+        done
+    }
+
+    /// Ends the run: closes every open trial with what it has (trials never opened are dropped:
+    /// their window was not reached).
+    pub fn finish(&mut self) -> Vec<Sample> {
+        std::mem::take(&mut self.open)
+            .into_values()
+            .map(finish)
+            .collect()
+    }
+}
+
+fn finish(o: Open) -> Sample {
+    let n = o.volumes.len().max(1) as f64;
+    Sample {
+        detail: o.detail.iter().map(|s| (s / n) as f32).collect(),
+        semantic: o.semantic.iter().map(|s| (s / n) as f32).collect(),
+        volumes: o.volumes,
+        missing: o.missing,
+        trial: o.trial,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trial(id: u64, onset: f64) -> Trial {
+        Trial {
+            id,
+            onset_s: onset,
+            duration_s: 3.0,
+            trial_type: "train".into(),
+            stimulus: Some(format!("s{id}.png")),
+        }
+    }
+
+    #[test]
+    fn each_trial_averages_exactly_its_window_and_counts_missing_volumes() {
+        // TR 1.5 s; trials at 6 s and 10 s; window 4.5-7.5 s: volumes at 10.5-13.5 s (7, 8, 9)
+        // and 14.5-17.5 s (10, 11).
+        let mut a = TrialAssembler::new(1.5, (4.5, 7.5), vec![trial(0, 6.0), trial(1, 10.0)]);
+        let mut samples = Vec::new();
+        for index in 0..14u32 {
+            if index == 8 {
+                samples.extend(a.missing_volume(index, 1, 1));
+            } else {
+                let v = index as f32;
+                samples.extend(a.push_volume(index, &[v], &[10.0 * v]));
+            }
+        }
+        samples.extend(a.finish());
+        assert_eq!(samples.len(), 2);
+        let first = &samples[0];
+        assert_eq!(first.trial.id, 0);
+        assert_eq!(first.volumes, vec![7, 9]);
+        assert_eq!(first.missing, 1);
+        assert_eq!(first.detail, vec![8.0]);
+        assert_eq!(first.semantic, vec![80.0]);
+        let second = &samples[1];
+        assert_eq!(second.volumes, vec![10, 11]);
+        assert_eq!(second.missing, 0);
+        assert_eq!(second.detail, vec![10.5]);
+    }
+
+    #[test]
+    fn live_markers_and_events_files() {
+        let mut a = TrialAssembler::new(2.0, (4.0, 6.0), Vec::new());
+        let id = a.add_trial(2.0, 3.0, "live".into(), None);
+        let mut out = Vec::new();
+        for index in 0..6u32 {
+            out.extend(a.push_volume(index, &[1.0], &[2.0]));
+        }
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].trial.id, id);
+        assert_eq!(out[0].volumes, vec![3, 4]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run_events.tsv");
+        std::fs::write(&path, "onset\tduration\ttrial_type\tstim_file\n6.000\t3.000\ttrain\tstimuli/a.png\n10\t3\ttest\tn/a\n").unwrap();
+        let trials = read_events(&path).unwrap();
+        assert_eq!(trials.len(), 2);
+        assert_eq!(trials[0].stimulus.as_deref(), Some("stimuli/a.png"));
+        assert_eq!(trials[1].stimulus, None);
+        assert_eq!(trials[1].onset_s, 10.0);
+        std::fs::write(&path, "onset\tduration\n-1\t3\n").unwrap();
+        let e = read_events(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("run_events.tsv") && e.contains("line 2") && e.contains("onset"),
+            "{e}"
+        );
+        std::fs::write(&path, "start\tduration\n1\t3\n").unwrap();
+        assert!(read_events(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("no `onset` column"));
+    }
+}
