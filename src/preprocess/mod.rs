@@ -1,8 +1,8 @@
 //! Between a raw volume and the decoder: motion (realignment and framewise displacement), ROI
 //! masks, rolling z-scores and trial assembly.
 //!
-//! The pipeline that runs these per volume comes with the preprocessing issue; this module
-//! never reads files or talks to the network.
+//! Masks and events are read from files at start-up; per volume, everything here is pure
+//! computation (the threads that run it belong to the pipeline).
 
 pub mod masks;
 pub mod realign;
