@@ -35,8 +35,66 @@ pub enum ConfigError {
 pub struct SessionConfig {
     pub session: SessionSection,
     pub ingest: IngestConfig,
+    pub preprocess: PreprocessConfig,
     pub output: OutputConfig,
     pub simulate: crate::sim::SimConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MotionMode {
+    /// Estimate and reslice each volume onto the reference before masking.
+    Realign,
+    /// Estimate parameters and FD only.
+    Estimate,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZScoreMode {
+    Window,
+    Exponential,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PreprocessConfig {
+    pub motion: MotionMode,
+    pub dummy_scans: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_table: Option<PathBuf>,
+    pub zscore: ZScoreMode,
+    pub zscore_window: usize,
+    pub zscore_half_life: f64,
+    pub detrend: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<PathBuf>,
+    pub trial_window_start_s: f64,
+    pub trial_window_end_s: f64,
+}
+
+impl Default for PreprocessConfig {
+    fn default() -> Self {
+        PreprocessConfig {
+            motion: MotionMode::Realign,
+            dummy_scans: 0,
+            reference: None,
+            labels: None,
+            label_table: None,
+            zscore: ZScoreMode::Window,
+            zscore_window: 30,
+            zscore_half_life: 20.0,
+            detrend: true,
+            events: None,
+            trial_window_start_s: 4.5,
+            trial_window_end_s: 7.5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +106,10 @@ pub struct SessionSection {
     /// 0 = unknown.
     pub volumes: u32,
     pub first_index: u32,
+    /// Not in the file: how many times faster than the scanner the volumes come (an in-process
+    /// replay). Ingest's deadlines divide the TR by it; trial timing keeps the scanner's clock.
+    #[serde(skip)]
+    pub clock_speed: f64,
 }
 
 impl Default for SessionSection {
@@ -57,6 +119,7 @@ impl Default for SessionSection {
             tr: 0.0,
             volumes: 0,
             first_index: 1,
+            clock_speed: 1.0,
         }
     }
 }
@@ -164,6 +227,17 @@ impl SessionConfig {
             }
         };
         resolve(&mut self.ingest.dir);
+        for p in [
+            &mut self.preprocess.reference,
+            &mut self.preprocess.labels,
+            &mut self.preprocess.label_table,
+            &mut self.preprocess.events,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(p);
+        }
         resolve(&mut self.output.dir);
         if let Some(r) = self.ingest.reference.as_mut() {
             resolve(r);
@@ -250,6 +324,37 @@ impl SessionConfig {
             if !(1..=3_600_000).contains(&ms) {
                 return invalid(key, format!("is {ms}, expected 1 to 3600000 ms"));
             }
+        }
+        let p = &self.preprocess;
+        if p.zscore_window < 3 {
+            return invalid(
+                "preprocess.zscore_window",
+                format!("is {}, expected at least 3 volumes", p.zscore_window),
+            );
+        }
+        if !(p.zscore_half_life.is_finite() && p.zscore_half_life >= 1.0) {
+            return invalid(
+                "preprocess.zscore_half_life",
+                format!("is {}, expected at least 1 volume", p.zscore_half_life),
+            );
+        }
+        if !(p.trial_window_start_s.is_finite()
+            && p.trial_window_end_s.is_finite()
+            && p.trial_window_start_s < p.trial_window_end_s)
+        {
+            return invalid(
+                "preprocess.trial_window_end_s",
+                format!(
+                    "window {}..{} s: expected start < end",
+                    p.trial_window_start_s, p.trial_window_end_s
+                ),
+            );
+        }
+        if p.labels.is_some() != p.label_table.is_some() {
+            return invalid(
+                "preprocess.labels",
+                "and preprocess.label_table must be given together".into(),
+            );
         }
         if let Err(message) = self.simulate.validate() {
             return Err(ConfigError::Invalid {

@@ -8,5 +8,6 @@ pub mod clock;
 pub mod config;
 pub mod ingest;
 pub mod inspect;
+pub mod pipeline;
 pub mod preprocess;
 pub mod sim;

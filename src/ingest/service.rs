@@ -95,7 +95,12 @@ impl Ingest {
         };
         let (out_tx, out_rx) = bounded(ic.channel_capacity);
         let stop = Arc::new(AtomicBool::new(false));
-        let tr_ns = (config.session.tr > 0.0).then_some((config.session.tr * 1e9) as u64);
+        let speed = if config.session.clock_speed > 0.0 {
+            config.session.clock_speed
+        } else {
+            1.0
+        };
+        let tr_ns = (config.session.tr > 0.0).then_some((config.session.tr / speed * 1e9) as u64);
         let worker = Worker {
             dir,
             pattern,
@@ -123,6 +128,7 @@ impl Ingest {
             warned: HashSet::new(),
             next_poll_ns: 0,
             _keepalive: keepalive,
+            clock_speed: speed,
         };
         let thread = std::thread::Builder::new()
             .name("ingest".into())
@@ -190,6 +196,7 @@ struct Worker {
     warned: HashSet<PathBuf>,
     next_poll_ns: u64,
     _keepalive: Sender<Signal>,
+    clock_speed: f64,
 }
 
 impl Worker {
@@ -429,7 +436,8 @@ impl Worker {
                             FALLBACK_TR_S
                         }
                     };
-                    self.sequencer.set_tr_ns((tr * 1e9) as u64);
+                    self.sequencer
+                        .set_tr_ns((tr / self.clock_speed * 1e9) as u64);
                 }
                 if decoded.non_finite > 0 {
                     warn!(

@@ -122,6 +122,13 @@ impl TrialAssembler {
         }
     }
 
+    /// Sets the TR when it is only known from the first volume's header.
+    pub fn set_tr(&mut self, tr_s: f64) {
+        if tr_s > 0.0 {
+            self.tr_s = tr_s;
+        }
+    }
+
     /// A live marker: a trial that starts at `onset_s` (seconds from the run's first volume).
     pub fn add_trial(
         &mut self,

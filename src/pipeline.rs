@@ -1,0 +1,403 @@
+//! The stages wired together: ingest → preprocess (motion, masks, rolling z-scores) → trials,
+//! each on its own thread joined by bounded channels, producing one typed stream of pipeline
+//! events for the sinks (recorder, feedback server, window).
+//!
+//! Every volume is preprocessed, in order (the rolling statistics must see each one); nothing
+//! is dropped before this stage. Late volumes are reported and not used (their slot has passed).
+//! Telemetry: each volume carries its seen, read and preprocessed times in integer ns.
+
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use serde::Serialize;
+
+use crate::clock::now_ns;
+use crate::config::{MotionMode, SessionConfig, ZScoreMode};
+use crate::ingest::{
+    read_volume_file, Ingest, IngestCounts, IngestEvent, ReadError, StartError, Volume,
+};
+use crate::preprocess::masks::{MaskError, Masks};
+use crate::preprocess::realign::{framewise_displacement, Realigner};
+use crate::preprocess::trials::{read_events, Sample, TrialAssembler, TrialError};
+use crate::preprocess::zscore::{RollingZ, ZMode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Ingest(#[from] StartError),
+    #[error("preprocess.events: {0}")]
+    Events(#[from] TrialError),
+    #[error("preprocess.reference: {0}")]
+    Reference(#[from] ReadError),
+}
+
+/// What preprocessing made of one volume.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeReport {
+    pub index: u32,
+    pub path: PathBuf,
+    pub dims: [usize; 3],
+    /// Rigid motion relative to the reference ([tx ty tz] mm, [rx ry rz] degrees).
+    pub motion: Option<[f32; 6]>,
+    /// Framewise displacement from the previous volume, mm.
+    pub fd: Option<f32>,
+    /// Mean intensity over the detail mask (or the whole volume without masks).
+    pub global_signal: f32,
+    pub mean_z_detail: Option<f32>,
+    pub mean_z_semantic: Option<f32>,
+    pub non_finite: usize,
+    pub seen_ns: u64,
+    pub read_ns: u64,
+    pub preprocessed_ns: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SampleReport {
+    pub trial: u64,
+    pub onset_s: f64,
+    pub trial_type: String,
+    pub stimulus: Option<String>,
+    pub volumes: Vec<u32>,
+    pub missing: u32,
+    pub detail_voxels: usize,
+    pub semantic_voxels: usize,
+    pub sample_ns: u64,
+    #[serde(skip)]
+    pub sample: Sample,
+}
+
+#[derive(Debug, Clone)]
+pub enum PipelineEvent {
+    /// A volume through preprocessing.
+    Volume(VolumeReport),
+    /// A dummy scan, left out.
+    Dummy { index: u32 },
+    /// The ingest events that are not in-order volumes, passed on as they are.
+    Ingest(IngestEvent),
+    /// A trial's response.
+    Sample(SampleReport),
+    /// A problem that stopped preprocessing (the run's remaining volumes are still reported).
+    Error(String),
+    /// Nothing more will come.
+    Ended {
+        ingest: IngestCounts,
+        samples: usize,
+        guarded_scores: u64,
+    },
+}
+
+pub struct Pipeline {
+    events: Receiver<PipelineEvent>,
+    ingest_stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    pub fn start(config: &SessionConfig) -> Result<Pipeline, PipelineError> {
+        let ingest = Ingest::start(config)?;
+        let trials = match &config.preprocess.events {
+            Some(path) => read_events(path)?,
+            None => Vec::new(),
+        };
+        let reference = match &config.preprocess.reference {
+            Some(path) => Some(read_volume_file(path, config.ingest.max_voxels)?.data),
+            None => None,
+        };
+        let (tx, rx) = bounded(config.ingest.channel_capacity.max(16));
+        let ingest_stop = ingest.stop_flag();
+        let stage = Preprocess::new(config.clone(), trials, reference, tx);
+        let thread = std::thread::Builder::new()
+            .name("preprocess".into())
+            .spawn(move || stage.run(ingest))
+            .map_err(|e| {
+                PipelineError::Ingest(StartError::Dir {
+                    dir: config.ingest.dir.clone(),
+                    source: e,
+                })
+            })?;
+        Ok(Pipeline {
+            events: rx,
+            ingest_stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn events(&self) -> &Receiver<PipelineEvent> {
+        &self.events
+    }
+
+    /// Ends the run early (the stream then finishes with what was received).
+    pub fn stop_flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.ingest_stop.clone()
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.ingest_stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        while self.events.try_recv().is_ok() {}
+        if let Some(t) = self.thread.take() {
+            while !t.is_finished() {
+                while self.events.try_recv().is_ok() {}
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let _ = t.join();
+        }
+    }
+}
+
+/// Per-volume scratch space, reused: resliced volume, masked values, their z-scores.
+#[derive(Default)]
+struct Buffers {
+    resliced: Vec<f32>,
+    detail: Vec<f32>,
+    semantic: Vec<f32>,
+    z_detail: Vec<f32>,
+    z_semantic: Vec<f32>,
+}
+
+struct Preprocess {
+    config: SessionConfig,
+    out: Sender<PipelineEvent>,
+    assembler: TrialAssembler,
+    reference: Option<Vec<f32>>,
+    realigner: Option<Realigner>,
+    masks: Option<Masks>,
+    z_detail: Option<RollingZ>,
+    z_semantic: Option<RollingZ>,
+    previous_motion: Option<[f32; 6]>,
+    initialised: bool,
+    failed: bool,
+    samples: usize,
+    buffers: Buffers,
+}
+
+impl Preprocess {
+    fn new(
+        config: SessionConfig,
+        trials: Vec<crate::preprocess::trials::Trial>,
+        reference: Option<Vec<f32>>,
+        out: Sender<PipelineEvent>,
+    ) -> Preprocess {
+        let p = &config.preprocess;
+        let tr = if config.session.tr > 0.0 {
+            config.session.tr
+        } else {
+            1.0
+        };
+        let assembler =
+            TrialAssembler::new(tr, (p.trial_window_start_s, p.trial_window_end_s), trials);
+        Preprocess {
+            assembler,
+            reference,
+            realigner: None,
+            masks: None,
+            z_detail: None,
+            z_semantic: None,
+            previous_motion: None,
+            initialised: false,
+            failed: false,
+            samples: 0,
+            buffers: Default::default(),
+            out,
+            config,
+        }
+    }
+
+    fn send(&mut self, event: PipelineEvent) -> bool {
+        self.out.send(event).is_ok()
+    }
+
+    fn run(mut self, ingest: Ingest) {
+        let first = self.config.session.first_index;
+        for event in ingest.events().iter() {
+            let keep_going = match event {
+                IngestEvent::Volume(v) => {
+                    let k = v.index.saturating_sub(first);
+                    if k < self.config.preprocess.dummy_scans {
+                        self.send(PipelineEvent::Dummy { index: v.index })
+                    } else {
+                        self.volume(v, k)
+                    }
+                }
+                IngestEvent::Missing { index, .. }
+                | IngestEvent::Rejected {
+                    index: Some(index), ..
+                } => {
+                    let k = index.saturating_sub(first);
+                    let sizes = self.mask_sizes();
+                    let samples = self.assembler.missing_volume(k, sizes.0, sizes.1);
+                    self.send(PipelineEvent::Ingest(event)) && self.send_samples(samples)
+                }
+                IngestEvent::RunEnded { counts, .. } => {
+                    let samples = self.assembler.finish();
+                    self.send_samples(samples);
+                    let guarded = self.z_detail.as_ref().map_or(0, |z| z.guarded)
+                        + self.z_semantic.as_ref().map_or(0, |z| z.guarded);
+                    let samples = self.samples;
+                    self.send(PipelineEvent::Ended {
+                        ingest: counts,
+                        samples,
+                        guarded_scores: guarded,
+                    });
+                    return;
+                }
+                other => self.send(PipelineEvent::Ingest(other)),
+            };
+            if !keep_going {
+                return;
+            }
+        }
+    }
+
+    fn mask_sizes(&self) -> (usize, usize) {
+        self.masks
+            .as_ref()
+            .map_or((0, 0), |m| (m.detail.len(), m.semantic.len()))
+    }
+
+    fn send_samples(&mut self, samples: Vec<Sample>) -> bool {
+        for sample in samples {
+            self.samples += 1;
+            let report = SampleReport {
+                trial: sample.trial.id,
+                onset_s: sample.trial.onset_s,
+                trial_type: sample.trial.trial_type.clone(),
+                stimulus: sample.trial.stimulus.clone(),
+                volumes: sample.volumes.clone(),
+                missing: sample.missing,
+                detail_voxels: sample.detail.len(),
+                semantic_voxels: sample.semantic.len(),
+                sample_ns: now_ns(),
+                sample,
+            };
+            if !self.send(PipelineEvent::Sample(report)) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sets up what needs the first volume's grid: the reference, masks, z-score state.
+    fn initialise(&mut self, v: &Volume) -> Result<(), String> {
+        let p = &self.config.preprocess;
+        let g = &v.geometry;
+        if self.config.session.tr <= 0.0 {
+            match g.tr_s {
+                Some(tr) => self.assembler.set_tr(tr),
+                None => {
+                    return Err(format!(
+                        "{}: no TR in session.tr or the header; trial timing needs one",
+                        v.path.display()
+                    ))
+                }
+            }
+        }
+        if p.motion != MotionMode::Off {
+            let reference = self.reference.take().unwrap_or_else(|| v.data.clone());
+            let realigner = Realigner::new(&reference, g.dims, g.voxel_size)
+                .map_err(|e| format!("motion reference: {e}"))?;
+            self.realigner = Some(realigner);
+        }
+        if let (Some(labels), Some(table)) = (&p.labels, &p.label_table) {
+            let masks = Masks::load(labels, table, g, self.config.ingest.affine_tolerance_mm)
+                .map_err(|e: MaskError| e.to_string())?;
+            let mode = match p.zscore {
+                ZScoreMode::Window => ZMode::Window(p.zscore_window),
+                ZScoreMode::Exponential => ZMode::Exponential(p.zscore_half_life),
+            };
+            self.z_detail = Some(RollingZ::new(masks.detail.len(), mode, p.detrend));
+            self.z_semantic = Some(RollingZ::new(masks.semantic.len(), mode, p.detrend));
+            self.masks = Some(masks);
+        }
+        Ok(())
+    }
+
+    fn volume(&mut self, v: Volume, k: u32) -> bool {
+        if self.failed {
+            return self.send(PipelineEvent::Ingest(IngestEvent::Volume(v)));
+        }
+        if !self.initialised {
+            self.initialised = true;
+            if let Err(message) = self.initialise(&v) {
+                self.failed = true;
+                return self.send(PipelineEvent::Error(message));
+            }
+        }
+        let Buffers {
+            resliced,
+            detail,
+            semantic,
+            z_detail: zd,
+            z_semantic: zs,
+        } = &mut self.buffers;
+        let mut motion = None;
+        let mut fd = None;
+        let mut data: &[f32] = &v.data;
+        if let Some(realigner) = &self.realigner {
+            let start = self.previous_motion.unwrap_or([0.0; 6]);
+            match realigner.estimate(&v.data, start) {
+                Ok(params) => {
+                    fd = self
+                        .previous_motion
+                        .map(|p| framewise_displacement(&p, &params));
+                    self.previous_motion = Some(params);
+                    motion = Some(params);
+                    if self.config.preprocess.motion == MotionMode::Realign {
+                        realigner.reslice(&v.data, &params, resliced);
+                        data = resliced;
+                    }
+                }
+                Err(e) => {
+                    let message = format!("{}: {e}", v.path.display());
+                    return self.send(PipelineEvent::Error(message));
+                }
+            }
+        }
+        let (mut mean_z_detail, mut mean_z_semantic) = (None, None);
+        let global_signal;
+        if let (Some(masks), Some(z1), Some(z2)) =
+            (&self.masks, &mut self.z_detail, &mut self.z_semantic)
+        {
+            Masks::gather(&masks.detail, data, detail);
+            Masks::gather(&masks.semantic, data, semantic);
+            global_signal = mean(detail);
+            z1.push(detail, zd);
+            z2.push(semantic, zs);
+            mean_z_detail = Some(mean(zd));
+            mean_z_semantic = Some(mean(zs));
+        } else {
+            global_signal = mean(data);
+        }
+        let samples = self.assembler.push_volume(k, zd, zs);
+        let report = VolumeReport {
+            index: v.index,
+            path: v.path.clone(),
+            dims: v.geometry.dims,
+            motion,
+            fd,
+            global_signal,
+            mean_z_detail,
+            mean_z_semantic,
+            non_finite: v.non_finite,
+            seen_ns: v.seen_ns,
+            read_ns: v.read_ns,
+            preprocessed_ns: now_ns(),
+        };
+        self.send(PipelineEvent::Volume(report)) && self.send_samples(samples)
+    }
+}
+
+fn mean(values: &[f32]) -> f32 {
+    let finite: Vec<f64> = values
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|&v| v as f64)
+        .collect();
+    if finite.is_empty() {
+        return 0.0;
+    }
+    (finite.iter().sum::<f64>() / finite.len() as f64) as f32
+}
