@@ -62,6 +62,9 @@ pub struct SampleReport {
     pub missing: u32,
     pub detail_voxels: usize,
     pub semantic_voxels: usize,
+    /// Mean response over the detail / semantic voxels (a one-number summary per trial).
+    pub mean_detail: f32,
+    pub mean_semantic: f32,
     pub sample_ns: u64,
     #[serde(skip)]
     pub sample: Sample,
@@ -270,6 +273,8 @@ impl Preprocess {
                 missing: sample.missing,
                 detail_voxels: sample.detail.len(),
                 semantic_voxels: sample.semantic.len(),
+                mean_detail: mean(&sample.detail),
+                mean_semantic: mean(&sample.semantic),
                 sample_ns: now_ns(),
                 sample,
             };

@@ -151,3 +151,96 @@ fn run_replays_a_simulated_session_through_preprocessing() {
         "motion RMS error {trans:.3} mm, {rot:.3} deg"
     );
 }
+
+/// MURFI-style golden regression: a fixed-seed session's per-trial outputs against stored
+/// values. Refresh with `UPDATE_GOLDEN=1 cargo test --test run_pipeline golden` after a change
+/// that is meant to alter the numbers, and say why in the commit.
+#[test]
+fn golden_per_trial_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sim_toml = d.join("sim.toml");
+    std::fs::write(
+        &sim_toml,
+        "[simulate]\nvolumes_per_run = 60\ntrain_runs = 1\ntest_runs = 0\nimage_size = 32\n",
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_brainmclip");
+    let out = Command::new(bin)
+        .args([
+            "simulate",
+            "--out",
+            d.join("bids").to_str().unwrap(),
+            "--seed",
+            "17",
+            "--config",
+            sim_toml.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let session = d.join("session.toml");
+    std::fs::write(
+        &session,
+        "[session]\ntr = 1.5\nvolumes = 60\n[ingest]\ndir = \"export\"\n[preprocess]\ndummy_scans = 4\n\
+         labels = \"bids/sub-01/anat/sub-01_desc-visual_dseg.nii.gz\"\n\
+         label_table = \"bids/sub-01/anat/sub-01_desc-visual_dseg.tsv\"\n\
+         events = \"bids/sub-01/func/sub-01_task-images_run-01_events.tsv\"\n[output]\ndir = \"out\"\n",
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .args([
+            "run",
+            "--config",
+            session.to_str().unwrap(),
+            "--replay",
+            d.join("bids/sub-01/func/sub-01_task-images_run-01_bold.nii.gz")
+                .to_str()
+                .unwrap(),
+            "--speed",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples: Vec<serde_json::Value> = std::fs::read_to_string(d.join("out/events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "sample")
+        .map(|s| serde_json::json!({"trial": s["trial"], "volumes": s["volumes"], "mean_detail": s["mean_detail"], "mean_semantic": s["mean_semantic"]}))
+        .collect();
+    let golden_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden/trials_seed17.json");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(golden_path.parent().unwrap()).unwrap();
+        std::fs::write(
+            &golden_path,
+            serde_json::to_string_pretty(&samples).unwrap(),
+        )
+        .unwrap();
+    }
+    let golden: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&golden_path).unwrap()).unwrap();
+    assert_eq!(samples.len(), golden.len());
+    for (got, want) in samples.iter().zip(&golden) {
+        assert_eq!(got["trial"], want["trial"]);
+        assert_eq!(got["volumes"], want["volumes"], "trial {}", want["trial"]);
+        for key in ["mean_detail", "mean_semantic"] {
+            let (g, w) = (got[key].as_f64().unwrap(), want[key].as_f64().unwrap());
+            assert!(
+                (g - w).abs() < 1e-4,
+                "trial {} {key}: {g} vs golden {w}",
+                want["trial"]
+            );
+        }
+    }
+}
