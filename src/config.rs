@@ -36,8 +36,29 @@ pub struct SessionConfig {
     pub session: SessionSection,
     pub ingest: IngestConfig,
     pub preprocess: PreprocessConfig,
+    pub feedback: FeedbackConfig,
     pub output: OutputConfig,
     pub simulate: crate::sim::SimConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedbackConfig {
+    pub enabled: bool,
+    pub address: String,
+    pub max_clients: usize,
+    pub backlog: usize,
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        FeedbackConfig {
+            enabled: true,
+            address: "127.0.0.1:5600".into(),
+            max_clients: 8,
+            backlog: 256,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -354,6 +375,26 @@ impl SessionConfig {
             return invalid(
                 "preprocess.labels",
                 "and preprocess.label_table must be given together".into(),
+            );
+        }
+        if self
+            .feedback
+            .address
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return invalid(
+                "feedback.address",
+                format!(
+                    "{:?} is not an address; expected ip:port such as \"127.0.0.1:5600\"",
+                    self.feedback.address
+                ),
+            );
+        }
+        if self.feedback.max_clients == 0 || self.feedback.backlog == 0 {
+            return invalid(
+                "feedback.max_clients",
+                "and feedback.backlog must be at least 1".into(),
             );
         }
         if let Err(message) = self.simulate.validate() {

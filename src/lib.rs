@@ -11,3 +11,4 @@ pub mod inspect;
 pub mod pipeline;
 pub mod preprocess;
 pub mod sim;
+pub mod sink;

@@ -13,6 +13,7 @@ use brainmclip::config::SessionConfig;
 use brainmclip::ingest::replay::{run_replay, FaultKind, OutFormat, ReplayOptions, WriteMode};
 use brainmclip::ingest::IngestEvent;
 use brainmclip::pipeline::{Pipeline, PipelineEvent};
+use brainmclip::sink::feedback::FeedbackServer;
 
 #[derive(Parser)]
 #[command(
@@ -354,7 +355,18 @@ fn run(
         o.manifest = Some(config.output.dir.join("replay_manifest.json"));
         replay_options = Some(o);
     }
-    let pipeline = Pipeline::start(&config)?;
+    let feedback = if config.feedback.enabled {
+        let server = FeedbackServer::start(
+            &config.feedback.address,
+            config.feedback.max_clients,
+            config.feedback.backlog,
+        )?;
+        tracing::info!("feedback server on {} (JSON lines)", server.address());
+        Some(server)
+    } else {
+        None
+    };
+    let pipeline = Pipeline::start(&config, feedback.as_ref().map(|f| f.markers().clone()))?;
     let stop = pipeline.stop_flag();
     std::thread::spawn(move || {
         if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -462,6 +474,15 @@ fn run(
                 serde_json::json!({"event": "run_ended", "counts": ingest, "samples": samples, "guarded_z_scores": guarded_scores})
             }
         };
+        if let (Some(server), true) = (
+            &feedback,
+            matches!(
+                event,
+                PipelineEvent::Volume(_) | PipelineEvent::Sample(_) | PipelineEvent::Ended { .. }
+            ),
+        ) {
+            server.publish(&record);
+        }
         serde_json::to_writer(&mut log, &record)?;
         writeln!(log)?;
         log.flush()?;

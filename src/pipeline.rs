@@ -21,6 +21,7 @@ use crate::preprocess::masks::{MaskError, Masks};
 use crate::preprocess::realign::{framewise_displacement, Realigner};
 use crate::preprocess::trials::{read_events, Sample, TrialAssembler, TrialError};
 use crate::preprocess::zscore::{RollingZ, ZMode};
+use crate::sink::feedback::Marker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -97,7 +98,11 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn start(config: &SessionConfig) -> Result<Pipeline, PipelineError> {
+    /// Starts ingest and preprocessing; `markers` are live trial onsets (the feedback server's).
+    pub fn start(
+        config: &SessionConfig,
+        markers: Option<Receiver<Marker>>,
+    ) -> Result<Pipeline, PipelineError> {
         let ingest = Ingest::start(config)?;
         let trials = match &config.preprocess.events {
             Some(path) => read_events(path)?,
@@ -109,7 +114,13 @@ impl Pipeline {
         };
         let (tx, rx) = bounded(config.ingest.channel_capacity.max(16));
         let ingest_stop = ingest.stop_flag();
-        let stage = Preprocess::new(config.clone(), trials, reference, tx);
+        let stage = Preprocess::new(
+            config.clone(),
+            trials,
+            reference,
+            tx,
+            markers.unwrap_or_else(crossbeam_channel::never),
+        );
         let thread = std::thread::Builder::new()
             .name("preprocess".into())
             .spawn(move || stage.run(ingest))
@@ -175,6 +186,7 @@ struct Preprocess {
     failed: bool,
     samples: usize,
     buffers: Buffers,
+    markers: Receiver<Marker>,
 }
 
 impl Preprocess {
@@ -183,6 +195,7 @@ impl Preprocess {
         trials: Vec<crate::preprocess::trials::Trial>,
         reference: Option<Vec<f32>>,
         out: Sender<PipelineEvent>,
+        markers: Receiver<Marker>,
     ) -> Preprocess {
         let p = &config.preprocess;
         let tr = if config.session.tr > 0.0 {
@@ -204,6 +217,7 @@ impl Preprocess {
             failed: false,
             samples: 0,
             buffers: Default::default(),
+            markers,
             out,
             config,
         }
@@ -215,7 +229,20 @@ impl Preprocess {
 
     fn run(mut self, ingest: Ingest) {
         let first = self.config.session.first_index;
-        for event in ingest.events().iter() {
+        loop {
+            let event = crossbeam_channel::select! {
+                recv(ingest.events()) -> event => match event {
+                    Ok(event) => event,
+                    Err(_) => return,
+                },
+                recv(self.markers) -> marker => {
+                    if let Ok(m) = marker {
+                        let id = self.assembler.add_trial(m.onset_s, m.duration_s, m.trial_type, m.stimulus);
+                        tracing::debug!("live marker: trial {id} at {} s", m.onset_s);
+                    }
+                    continue;
+                }
+            };
             let keep_going = match event {
                 IngestEvent::Volume(v) => {
                     let k = v.index.saturating_sub(first);

@@ -112,7 +112,7 @@ fn replay_then_run_records_every_volume() {
     let session = d.join("session.toml");
     std::fs::write(
         &session,
-        "[session]\ntr = 0.1\nvolumes = 8\n[ingest]\ndir = \"export\"\nwatch = \"poll\"\n[preprocess]\nmotion = \"off\"\n[output]\ndir = \"out\"\n",
+        "[session]\ntr = 0.1\nvolumes = 8\n[ingest]\ndir = \"export\"\nwatch = \"poll\"\n[preprocess]\nmotion = \"off\"\n[feedback]\naddress = \"127.0.0.1:0\"\n[output]\ndir = \"out\"\n",
     )
     .unwrap();
     let out = brainmclip(&["run", "--config", session.to_str().unwrap()]);

@@ -62,7 +62,7 @@ fn run_replays_a_simulated_session_through_preprocessing() {
         "[session]\ntr = 1.5\nvolumes = 80\n[ingest]\ndir = \"export\"\n[preprocess]\ndummy_scans = 4\n\
          labels = \"bids/sub-01/anat/sub-01_desc-visual_dseg.nii.gz\"\n\
          label_table = \"bids/sub-01/anat/sub-01_desc-visual_dseg.tsv\"\n\
-         events = \"bids/sub-01/func/sub-01_task-images_run-01_events.tsv\"\n[output]\ndir = \"out\"\n",
+         events = \"bids/sub-01/func/sub-01_task-images_run-01_events.tsv\"\n[feedback]\naddress = \"127.0.0.1:0\"\n[output]\ndir = \"out\"\n",
     )
     .unwrap();
     let out = Command::new(bin)
@@ -189,7 +189,7 @@ fn golden_per_trial_outputs() {
         "[session]\ntr = 1.5\nvolumes = 60\n[ingest]\ndir = \"export\"\n[preprocess]\ndummy_scans = 4\n\
          labels = \"bids/sub-01/anat/sub-01_desc-visual_dseg.nii.gz\"\n\
          label_table = \"bids/sub-01/anat/sub-01_desc-visual_dseg.tsv\"\n\
-         events = \"bids/sub-01/func/sub-01_task-images_run-01_events.tsv\"\n[output]\ndir = \"out\"\n",
+         events = \"bids/sub-01/func/sub-01_task-images_run-01_events.tsv\"\n[feedback]\naddress = \"127.0.0.1:0\"\n[output]\ndir = \"out\"\n",
     )
     .unwrap();
     let out = Command::new(bin)
@@ -243,4 +243,99 @@ fn golden_per_trial_outputs() {
             );
         }
     }
+}
+
+#[test]
+fn a_feedback_client_receives_results_and_its_markers_become_trials() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sim_toml = d.join("sim.toml");
+    std::fs::write(
+        &sim_toml,
+        "[simulate]\nvolumes_per_run = 60\ntrain_runs = 1\ntest_runs = 0\nimage_size = 32\n",
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_brainmclip");
+    let out = Command::new(bin)
+        .args([
+            "simulate",
+            "--out",
+            d.join("bids").to_str().unwrap(),
+            "--seed",
+            "3",
+            "--config",
+            sim_toml.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // A free port, chosen here so the client knows it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let session = d.join("session.toml");
+    std::fs::write(
+        &session,
+        format!(
+            "[session]\ntr = 1.5\nvolumes = 60\n[ingest]\ndir = \"export\"\n[preprocess]\ndummy_scans = 4\n\
+             labels = \"bids/sub-01/anat/sub-01_desc-visual_dseg.nii.gz\"\n\
+             label_table = \"bids/sub-01/anat/sub-01_desc-visual_dseg.tsv\"\n\
+             [feedback]\naddress = \"127.0.0.1:{port}\"\n[output]\ndir = \"out\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(bin)
+        .args([
+            "run",
+            "--config",
+            session.to_str().unwrap(),
+            "--replay",
+            d.join("bids/sub-01/func/sub-01_task-images_run-01_bold.nii.gz")
+                .to_str()
+                .unwrap(),
+            "--speed",
+            "10",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stream = (0..200)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        })
+        .expect("the feedback server never accepted a connection");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    // A live trial at 60 s into the run (volume 40), from the stimulus computer.
+    writer.write_all(b"{\"type\":\"marker\",\"onset_s\":60.0,\"trial_type\":\"live\",\"stimulus\":\"cue.png\"}\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let (mut acked, mut volumes, mut live_sample) = (false, 0, None);
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+        let record: serde_json::Value = serde_json::from_str(&line).unwrap();
+        line.clear();
+        match record["type"].as_str().or(record["event"].as_str()) {
+            Some("ack") => acked = true,
+            Some("volume") => volumes += 1,
+            Some("sample") => live_sample = Some(record),
+            Some("run_ended") => break,
+            other => panic!("unexpected record {other:?}"),
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert!(acked, "the marker was not acknowledged");
+    assert!(volumes >= 50, "{volumes} volume records");
+    let sample = live_sample.expect("no sample for the live trial");
+    assert_eq!(sample["trial_type"], "live");
+    assert_eq!(sample["stimulus"], "cue.png");
+    assert_eq!(sample["volumes"], serde_json::json!([43, 44, 45]));
+    assert!(sample["sample_ns"].as_u64().unwrap() > 1_600_000_000_000_000_000);
 }
