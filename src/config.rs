@@ -95,6 +95,7 @@ pub struct PreprocessConfig {
     pub detrend: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<PathBuf>,
+    pub continuous: bool,
     pub trial_window_start_s: f64,
     pub trial_window_end_s: f64,
 }
@@ -112,6 +113,7 @@ impl Default for PreprocessConfig {
             zscore_half_life: 20.0,
             detrend: true,
             events: None,
+            continuous: false,
             trial_window_start_s: 4.5,
             trial_window_end_s: 7.5,
         }

@@ -283,6 +283,28 @@ fn replay(args: Box<ReplayArgs>) -> Result<()> {
     Ok(())
 }
 
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// `run --replay --speed max`: fifty times the scanner's pace, which this pipeline sustains on
 /// two cores for 64x64x36 volumes (read ~1 ms, realign ~8 ms per volume at a 30 ms TR).
 const MAX_REPLAY_SPEED: f64 = 50.0;
@@ -373,9 +395,9 @@ fn run(
             .enable_all()
             .build()
         {
-            if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
-                stop.store(true, Ordering::SeqCst);
-            }
+            // Ctrl-C or SIGTERM: end the run; everything received is still processed and logged.
+            rt.block_on(shutdown_signal());
+            stop.store(true, Ordering::SeqCst);
         }
     });
     let replay_thread = replay_options.map(|o| std::thread::spawn(move || run_replay(&o)));

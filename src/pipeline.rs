@@ -203,8 +203,12 @@ impl Preprocess {
         } else {
             1.0
         };
-        let assembler =
-            TrialAssembler::new(tr, (p.trial_window_start_s, p.trial_window_end_s), trials);
+        let window = (p.trial_window_start_s, p.trial_window_end_s);
+        let assembler = if p.continuous {
+            TrialAssembler::continuous(tr, window)
+        } else {
+            TrialAssembler::new(tr, window, trials)
+        };
         Preprocess {
             assembler,
             reference,

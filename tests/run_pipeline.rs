@@ -339,3 +339,31 @@ fn a_feedback_client_receives_results_and_its_markers_become_trials() {
     assert_eq!(sample["volumes"], serde_json::json!([43, 44, 45]));
     assert!(sample["sample_ns"].as_u64().unwrap() > 1_600_000_000_000_000_000);
 }
+
+#[cfg(unix)]
+#[test]
+fn sigterm_ends_the_run_cleanly_with_the_log_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("export")).unwrap();
+    let session = d.join("session.toml");
+    std::fs::write(&session, "[session]\ntr = 1.0\n[ingest]\ndir = \"export\"\n[feedback]\nenabled = false\n[output]\ndir = \"out\"\n").unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_brainmclip"))
+        .args(["run", "--config", session.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "exit {:?}", out.status);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("run ended"));
+    let log = std::fs::read_to_string(d.join("out/events.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "run_ended");
+}

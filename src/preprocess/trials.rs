@@ -106,6 +106,13 @@ pub struct TrialAssembler {
     pending: BTreeMap<u64, Trial>,
     open: BTreeMap<u64, Open>,
     next_id: u64,
+    /// Continuous mode: the recent volumes (index, detail, semantic) and missing indices.
+    continuous: Option<Continuous>,
+}
+
+struct Continuous {
+    recent: std::collections::VecDeque<(u32, Vec<f32>, Vec<f32>)>,
+    missing: std::collections::BTreeSet<u32>,
 }
 
 impl TrialAssembler {
@@ -119,7 +126,68 @@ impl TrialAssembler {
             pending: trials.into_iter().map(|t| (t.id, t)).collect(),
             open: BTreeMap::new(),
             next_id,
+            continuous: None,
         }
+    }
+
+    /// Continuous mode: one sample per volume, the mean of the volumes acquired in the last
+    /// `end - start` seconds, labelled as the response to what was shown `end` to `start`
+    /// seconds earlier (trial type "continuous", id = the volume's acquisition index).
+    pub fn continuous(tr_s: f64, window: (f64, f64)) -> TrialAssembler {
+        let mut a = TrialAssembler::new(tr_s, window, Vec::new());
+        a.continuous = Some(Continuous {
+            recent: Default::default(),
+            missing: Default::default(),
+        });
+        a
+    }
+
+    fn continuous_sample(&mut self, index: u32, detail: Option<(&[f32], &[f32])>) -> Vec<Sample> {
+        let (tr, (start, end)) = (self.tr_s, self.window);
+        let Some(c) = self.continuous.as_mut() else {
+            return Vec::new();
+        };
+        let span = end - start;
+        match detail {
+            Some((d, s)) => c.recent.push_back((index, d.to_vec(), s.to_vec())),
+            None => {
+                c.missing.insert(index);
+            }
+        }
+        // Volumes acquired within the last `span` seconds, this one included.
+        let t_first = index as f64 * tr - span - 1e-9;
+        while c
+            .recent
+            .front()
+            .is_some_and(|(k, _, _)| (*k as f64) * tr < t_first)
+        {
+            c.recent.pop_front();
+        }
+        c.missing.retain(|k| (*k as f64) * tr >= t_first);
+        if detail.is_none() || c.recent.is_empty() {
+            return Vec::new();
+        }
+        let n = c.recent.len() as f64;
+        let mean = |pick: fn(&(u32, Vec<f32>, Vec<f32>)) -> &Vec<f32>| -> Vec<f32> {
+            let len = pick(&c.recent[0]).len();
+            (0..len)
+                .map(|v| (c.recent.iter().map(|r| pick(r)[v] as f64).sum::<f64>() / n) as f32)
+                .collect()
+        };
+        let t_now = index as f64 * tr;
+        vec![Sample {
+            trial: Trial {
+                id: index as u64,
+                onset_s: (t_now - end).max(0.0),
+                duration_s: span,
+                trial_type: "continuous".into(),
+                stimulus: None,
+            },
+            detail: mean(|r| &r.1),
+            semantic: mean(|r| &r.2),
+            volumes: c.recent.iter().map(|r| r.0).collect(),
+            missing: c.missing.len() as u32,
+        }]
     }
 
     /// Sets the TR when it is only known from the first volume's header.
@@ -200,6 +268,9 @@ impl TrialAssembler {
     /// A z-scored volume (acquisition index from the run's first volume). Returns the trials
     /// it completes.
     pub fn push_volume(&mut self, index: u32, detail: &[f32], semantic: &[f32]) -> Vec<Sample> {
+        if self.continuous.is_some() {
+            return self.continuous_sample(index, Some((detail, semantic)));
+        }
         self.open_due(index, detail.len(), semantic.len());
         let done = self.close_done(index);
         let ids: Vec<u64> = self.open.keys().copied().collect();
@@ -230,6 +301,9 @@ impl TrialAssembler {
         n_detail: usize,
         n_semantic: usize,
     ) -> Vec<Sample> {
+        if self.continuous.is_some() {
+            return self.continuous_sample(index, None);
+        }
         self.open_due(index, n_detail, n_semantic);
         let done = self.close_done(index);
         let ids: Vec<u64> = self.open.keys().copied().collect();
@@ -306,6 +380,28 @@ mod tests {
         assert_eq!(second.volumes, vec![10, 11]);
         assert_eq!(second.missing, 0);
         assert_eq!(second.detail, vec![10.5]);
+    }
+
+    #[test]
+    fn continuous_mode_gives_one_sample_per_volume_from_the_lagged_window() {
+        // TR 1 s, window 4-7 s: each sample averages the last 3 s of volumes.
+        let mut a = TrialAssembler::continuous(1.0, (4.0, 7.0));
+        let mut out = Vec::new();
+        for index in 0..10u32 {
+            if index == 6 {
+                out.extend(a.missing_volume(index, 1, 1));
+            } else {
+                out.extend(a.push_volume(index, &[index as f32], &[0.0]));
+            }
+        }
+        assert_eq!(out.len(), 9, "one sample per received volume");
+        let last = out.last().unwrap();
+        assert_eq!(last.volumes, vec![7, 8, 9]);
+        assert_eq!(last.detail, vec![8.0]);
+        assert_eq!(last.trial.onset_s, 2.0);
+        let at7 = out.iter().find(|s| s.trial.id == 7).unwrap();
+        assert_eq!((at7.volumes.clone(), at7.missing), (vec![4, 5, 7], 1));
+        assert_eq!(at7.detail, vec![(4.0 + 5.0 + 7.0) / 3.0]);
     }
 
     #[test]
