@@ -110,8 +110,11 @@ pub struct TrialAssembler {
     continuous: Option<Continuous>,
 }
 
+/// A received volume in continuous mode: acquisition index, detail and semantic z-scores.
+type Recent = (u32, Vec<f32>, Vec<f32>);
+
 struct Continuous {
-    recent: std::collections::VecDeque<(u32, Vec<f32>, Vec<f32>)>,
+    recent: std::collections::VecDeque<Recent>,
     missing: std::collections::BTreeSet<u32>,
 }
 
@@ -168,7 +171,7 @@ impl TrialAssembler {
             return Vec::new();
         }
         let n = c.recent.len() as f64;
-        let mean = |pick: fn(&(u32, Vec<f32>, Vec<f32>)) -> &Vec<f32>| -> Vec<f32> {
+        let mean = |pick: fn(&Recent) -> &Vec<f32>| -> Vec<f32> {
             let len = pick(&c.recent[0]).len();
             (0..len)
                 .map(|v| (c.recent.iter().map(|r| pick(r)[v] as f64).sum::<f64>() / n) as f32)
