@@ -103,14 +103,26 @@ impl RollingZ {
     fn push_window(&mut self, values: &[f32], k: f64, capacity: usize, out: &mut Vec<f32>) {
         let n = self.n;
         let slot = self.head;
+        let detrend = self.detrend;
+        // Slices of equal length up front, so the loops below compile without bounds checks.
+        let (sum, sum_sq, sum_kx) = (
+            &mut self.sum[..n],
+            &mut self.sum_sq[..n],
+            &mut self.sum_kx[..n],
+        );
+        let (values, offset) = (&values[..n], &self.offset[..n]);
         if self.len == capacity {
             let old_k = self.ring_k[slot];
             let old = &self.ring[slot * n..(slot + 1) * n];
             for v in 0..n {
                 let x = old[v] as f64;
-                self.sum[v] -= x;
-                self.sum_sq[v] -= x * x;
-                self.sum_kx[v] -= old_k * x;
+                sum[v] -= x;
+                sum_sq[v] -= x * x;
+            }
+            if detrend {
+                for v in 0..n {
+                    sum_kx[v] -= old_k * old[v] as f64;
+                }
             }
         } else {
             self.len += 1;
@@ -118,36 +130,52 @@ impl RollingZ {
         self.ring_k[slot] = k;
         let new = &mut self.ring[slot * n..(slot + 1) * n];
         for v in 0..n {
-            let x = values[v] - self.offset[v];
+            let x = values[v] - offset[v];
             new[v] = x;
             let x = x as f64;
-            self.sum[v] += x;
-            self.sum_sq[v] += x * x;
-            self.sum_kx[v] += k * x;
+            sum[v] += x;
+            sum_sq[v] += x * x;
+        }
+        if detrend {
+            for v in 0..n {
+                sum_kx[v] += k * new[v] as f64;
+            }
         }
         self.head = (self.head + 1) % capacity;
-        // Sums of k and k² over the slots in the window.
         let m = self.len as f64;
+        // Sums of k and k² over the slots in the window.
         let (mut sk, mut skk) = (0.0f64, 0.0f64);
         for &kk in self.ring_k.iter().take(self.len) {
             sk += kk;
             skk += kk * kk;
         }
         let det = m * skk - sk * sk;
-        for v in 0..n {
-            let x = (values[v] - self.offset[v]) as f64;
-            let (s, ss) = (self.sum[v], self.sum_sq[v]);
-            let (fit, sse, dof) = if self.detrend && self.len >= 3 && det.abs() > 1e-9 {
-                let b = (m * self.sum_kx[v] - sk * s) / det;
+        let new = &self.ring[slot * n..(slot + 1) * n];
+        out.resize(n, 0.0);
+        let mut guarded = 0u64;
+        if detrend && self.len >= 3 && det.abs() > 1e-9 {
+            let dof = m - 2.0;
+            for v in 0..n {
+                let (s, ss, skx) = (sum[v], sum_sq[v], sum_kx[v]);
+                let b = (m * skx - sk * s) / det;
                 let a = (s - b * sk) / m;
-                let sse = (ss - a * s - b * self.sum_kx[v]).max(0.0);
-                (a + b * k, sse, m - 2.0)
-            } else {
-                let mean = s / m;
-                (mean, (ss - s * mean).max(0.0), m)
-            };
-            out.push(self.score(x - fit, sse / dof.max(1.0), fit + self.offset[v] as f64));
+                let sse = (ss - a * s - b * skx).max(0.0);
+                let fit = a + b * k;
+                let (z, g) = zscore(new[v] as f64 - fit, sse / dof, fit + offset[v] as f64);
+                out[v] = z;
+                guarded += g as u64;
+            }
+        } else {
+            let inv_m = 1.0 / m;
+            for v in 0..n {
+                let mean = sum[v] * inv_m;
+                let variance = (sum_sq[v] * inv_m - mean * mean).max(0.0);
+                let (z, g) = zscore(new[v] as f64 - mean, variance, mean + offset[v] as f64);
+                out[v] = z;
+                guarded += g as u64;
+            }
         }
+        self.guarded += guarded;
     }
 
     fn push_exponential(&mut self, values: &[f32], half_life: f64, out: &mut Vec<f32>) {
@@ -160,18 +188,22 @@ impl RollingZ {
             self.mean[v] += alpha * delta;
             self.var[v] = (1.0 - alpha) * (self.var[v] + alpha * delta * delta);
             let (mean, var) = (self.mean[v], self.var[v]);
-            out.push(self.score(x - mean, var, mean + self.offset[v] as f64));
+            let (z, g) = zscore(x - mean, var, mean + self.offset[v] as f64);
+            out.push(z);
+            self.guarded += g as u64;
         }
     }
+}
 
-    fn score(&mut self, deviation: f64, variance: f64, level: f64) -> f32 {
-        let sd = variance.sqrt();
-        // SD ~0 relative to the voxel's level (or absolutely, for a voxel near zero).
-        if sd.is_nan() || sd <= 1e-6 * level.abs().max(1.0) {
-            self.guarded += 1;
-            return 0.0;
-        }
-        (deviation / sd) as f32
+/// The z-score of a deviation, and whether the SD was ~0 (relative to the voxel's level, or
+/// absolutely for a voxel near zero) so that 0 was returned instead.
+#[inline(always)]
+fn zscore(deviation: f64, variance: f64, level: f64) -> (f32, bool) {
+    let sd = variance.sqrt();
+    if sd.is_nan() || sd <= 1e-6 * level.abs().max(1.0) {
+        (0.0, true)
+    } else {
+        ((deviation / sd) as f32, false)
     }
 }
 
