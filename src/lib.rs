@@ -12,3 +12,4 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod sim;
 pub mod sink;
+pub mod tsv;

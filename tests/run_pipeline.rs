@@ -32,20 +32,29 @@ fn tsv(path: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
-#[test]
-fn run_replays_a_simulated_session_through_preprocessing() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// Simulates a one-run session (32-pixel images) into `d/bids` and writes `d/session.toml` for a
+/// run on it: dummy scans, masks, optionally the events file, and the given `[feedback]` table.
+fn simulated_session(
+    d: &Path,
+    volumes: u32,
+    seed: u64,
+    extra_sim: &str,
+    events: bool,
+    feedback: &str,
+) -> std::path::PathBuf {
     let sim_toml = d.join("sim.toml");
-    std::fs::write(&sim_toml, "[simulate]\nvolumes_per_run = 80\ntrain_runs = 1\ntest_runs = 0\nimage_size = 32\nmotion_step = 0.05\n").unwrap();
-    let bin = env!("CARGO_BIN_EXE_brainmclip");
-    let out = Command::new(bin)
+    std::fs::write(
+        &sim_toml,
+        format!("[simulate]\nvolumes_per_run = {volumes}\ntrain_runs = 1\ntest_runs = 0\nimage_size = 32\n{extra_sim}"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_brainmclip"))
         .args([
             "simulate",
             "--out",
             d.join("bids").to_str().unwrap(),
             "--seed",
-            "4",
+            &seed.to_string(),
             "--config",
             sim_toml.to_str().unwrap(),
         ])
@@ -56,16 +65,28 @@ fn run_replays_a_simulated_session_through_preprocessing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let events = if events {
+        "events = \"bids/sub-01/func/sub-01_task-images_run-01_events.tsv\"\n"
+    } else {
+        ""
+    };
     let session = d.join("session.toml");
     std::fs::write(
         &session,
-        "[session]\ntr = 1.5\nvolumes = 80\n[ingest]\ndir = \"export\"\n[preprocess]\ndummy_scans = 4\n\
-         labels = \"bids/sub-01/anat/sub-01_desc-visual_dseg.nii.gz\"\n\
-         label_table = \"bids/sub-01/anat/sub-01_desc-visual_dseg.tsv\"\n\
-         events = \"bids/sub-01/func/sub-01_task-images_run-01_events.tsv\"\n[feedback]\naddress = \"127.0.0.1:0\"\n[output]\ndir = \"out\"\n",
+        format!(
+            "[session]\ntr = 1.5\nvolumes = {volumes}\n[ingest]\ndir = \"export\"\n[preprocess]\ndummy_scans = 4\n\
+             labels = \"bids/sub-01/anat/sub-01_desc-visual_dseg.nii.gz\"\n\
+             label_table = \"bids/sub-01/anat/sub-01_desc-visual_dseg.tsv\"\n{events}\
+             [feedback]\n{feedback}\n[output]\ndir = \"out\"\n"
+        ),
     )
     .unwrap();
-    let out = Command::new(bin)
+    session
+}
+
+/// `brainmclip run` on the session, replaying its run at `speed`.
+fn run_replay(d: &Path, session: &Path, speed: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_brainmclip"))
         .args([
             "run",
             "--config",
@@ -75,10 +96,25 @@ fn run_replays_a_simulated_session_through_preprocessing() {
                 .to_str()
                 .unwrap(),
             "--speed",
-            "max",
+            speed,
         ])
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn run_replays_a_simulated_session_through_preprocessing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let session = simulated_session(
+        d,
+        80,
+        4,
+        "motion_step = 0.05\n",
+        true,
+        "address = \"127.0.0.1:0\"",
+    );
+    let out = run_replay(d, &session, "max");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -159,53 +195,8 @@ fn run_replays_a_simulated_session_through_preprocessing() {
 fn golden_per_trial_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let sim_toml = d.join("sim.toml");
-    std::fs::write(
-        &sim_toml,
-        "[simulate]\nvolumes_per_run = 60\ntrain_runs = 1\ntest_runs = 0\nimage_size = 32\n",
-    )
-    .unwrap();
-    let bin = env!("CARGO_BIN_EXE_brainmclip");
-    let out = Command::new(bin)
-        .args([
-            "simulate",
-            "--out",
-            d.join("bids").to_str().unwrap(),
-            "--seed",
-            "17",
-            "--config",
-            sim_toml.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let session = d.join("session.toml");
-    std::fs::write(
-        &session,
-        "[session]\ntr = 1.5\nvolumes = 60\n[ingest]\ndir = \"export\"\n[preprocess]\ndummy_scans = 4\n\
-         labels = \"bids/sub-01/anat/sub-01_desc-visual_dseg.nii.gz\"\n\
-         label_table = \"bids/sub-01/anat/sub-01_desc-visual_dseg.tsv\"\n\
-         events = \"bids/sub-01/func/sub-01_task-images_run-01_events.tsv\"\n[feedback]\naddress = \"127.0.0.1:0\"\n[output]\ndir = \"out\"\n",
-    )
-    .unwrap();
-    let out = Command::new(bin)
-        .args([
-            "run",
-            "--config",
-            session.to_str().unwrap(),
-            "--replay",
-            d.join("bids/sub-01/func/sub-01_task-images_run-01_bold.nii.gz")
-                .to_str()
-                .unwrap(),
-            "--speed",
-            "20",
-        ])
-        .output()
-        .unwrap();
+    let session = simulated_session(d, 60, 17, "", true, "address = \"127.0.0.1:0\"");
+    let out = run_replay(d, &session, "20");
     assert!(
         out.status.success(),
         "{}",
@@ -250,43 +241,21 @@ fn a_feedback_client_receives_results_and_its_markers_become_trials() {
     use std::io::{BufRead, BufReader, Write};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let sim_toml = d.join("sim.toml");
-    std::fs::write(
-        &sim_toml,
-        "[simulate]\nvolumes_per_run = 60\ntrain_runs = 1\ntest_runs = 0\nimage_size = 32\n",
-    )
-    .unwrap();
-    let bin = env!("CARGO_BIN_EXE_brainmclip");
-    let out = Command::new(bin)
-        .args([
-            "simulate",
-            "--out",
-            d.join("bids").to_str().unwrap(),
-            "--seed",
-            "3",
-            "--config",
-            sim_toml.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
     // A free port, chosen here so the client knows it.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let session = d.join("session.toml");
-    std::fs::write(
-        &session,
-        format!(
-            "[session]\ntr = 1.5\nvolumes = 60\n[ingest]\ndir = \"export\"\n[preprocess]\ndummy_scans = 4\n\
-             labels = \"bids/sub-01/anat/sub-01_desc-visual_dseg.nii.gz\"\n\
-             label_table = \"bids/sub-01/anat/sub-01_desc-visual_dseg.tsv\"\n\
-             [feedback]\naddress = \"127.0.0.1:{port}\"\n[output]\ndir = \"out\"\n"
-        ),
-    )
-    .unwrap();
+    let session = simulated_session(
+        d,
+        60,
+        3,
+        "",
+        false,
+        &format!("address = \"127.0.0.1:{port}\""),
+    );
+    let bin = env!("CARGO_BIN_EXE_brainmclip");
     let mut child = Command::new(bin)
         .args([
             "run",

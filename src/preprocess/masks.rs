@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::ingest::{read_volume_file, Geometry, ReadError};
+use crate::tsv::{cell, Table};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MaskError {
@@ -55,38 +56,23 @@ fn read_table(path: &Path) -> Result<Vec<(u32, String, String)>, MaskError> {
         path: path.to_owned(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines
-        .next()
-        .ok_or_else(|| err("empty; expected a header line".into()))?
-        .split('\t')
-        .collect();
-    let column = |name: &str| {
-        header.iter().position(|h| h.trim() == name).ok_or_else(|| {
-            err(format!(
-                "no `{name}` column; expected tab-separated columns index, name, group"
-            ))
-        })
-    };
-    let (ci, cn, cg) = (column("index")?, column("name")?, column("group")?);
+    let table = Table::read(path).map_err(err)?;
+    let expected = "tab-separated columns index, name, group";
+    let (ci, cn, cg) = (
+        table.column("index", expected).map_err(err)?,
+        table.column("name", expected).map_err(err)?,
+        table.column("group", expected).map_err(err)?,
+    );
     let mut rows = Vec::new();
-    for (n, line) in lines.enumerate() {
-        let cells: Vec<&str> = line.split('\t').collect();
-        let cell = |c: usize| {
-            cells
-                .get(c)
-                .map(|s| s.trim())
-                .ok_or_else(|| err(format!("line {}: too few columns", n + 2)))
-        };
-        let label: u32 = cell(ci)?.parse().map_err(|_| {
+    for (line, cells) in table.rows() {
+        let get = |c: usize| cell(cells, c, line).map_err(err);
+        let index = get(ci)?;
+        let label: u32 = index.parse().map_err(|_| {
             err(format!(
-                "line {}: index {:?} is not a label number",
-                n + 2,
-                cells[ci]
+                "line {line}: index {index:?} is not a label number"
             ))
         })?;
-        rows.push((label, cell(cn)?.to_string(), cell(cg)?.to_string()));
+        rows.push((label, get(cn)?.to_string(), get(cg)?.to_string()));
     }
     Ok(rows)
 }

@@ -11,6 +11,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::tsv::{cell, Table};
+
 #[derive(Debug, thiserror::Error)]
 pub enum TrialError {
     #[error("{path}: {message}")]
@@ -34,38 +36,31 @@ pub fn read_events(path: &Path) -> Result<Vec<Trial>, TrialError> {
         path: path.to_owned(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines
-        .next()
-        .ok_or_else(|| err("empty; expected a header line".into()))?
-        .split('\t')
-        .map(str::trim)
-        .collect();
-    let find = |name: &str| header.iter().position(|h| *h == name);
-    let onset = find("onset")
-        .ok_or_else(|| err("no `onset` column (BIDS events need onset and duration)".into()))?;
-    let duration = find("duration").ok_or_else(|| err("no `duration` column".into()))?;
-    let (kind, stim) = (find("trial_type"), find("stim_file"));
+    let table = Table::read(path).map_err(err)?;
+    let expected = "BIDS events columns onset and duration (seconds)";
+    let onset = table.column("onset", expected).map_err(err)?;
+    let duration = table.column("duration", expected).map_err(err)?;
+    let (kind, stim) = (
+        table.optional_column("trial_type"),
+        table.optional_column("stim_file"),
+    );
     let mut trials = Vec::new();
-    for (n, line) in lines.enumerate() {
-        let cells: Vec<&str> = line.split('\t').map(str::trim).collect();
+    for (n, (line, cells)) in table.rows().enumerate() {
         let number = |c: usize, what: &str| -> Result<f64, TrialError> {
-            let text = cells.get(c).copied().unwrap_or("");
+            let text = cell(cells, c, line).map_err(err)?;
             text.parse::<f64>()
                 .ok()
                 .filter(|v| v.is_finite() && *v >= 0.0)
                 .ok_or_else(|| {
                     err(format!(
-                        "line {}: {what} {text:?} is not a non-negative number of seconds",
-                        n + 2
+                        "line {line}: {what} {text:?} is not a non-negative number of seconds"
                     ))
                 })
         };
         let text = |c: Option<usize>| {
             c.and_then(|c| cells.get(c))
-                .map(|s| s.to_string())
-                .filter(|s| !s.is_empty() && s != "n/a")
+                .filter(|s| !s.is_empty() && *s != "n/a")
+                .cloned()
         };
         trials.push(Trial {
             id: n as u64,
