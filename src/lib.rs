@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod ingest;
 pub mod inspect;
+pub mod model;
 pub mod pipeline;
 pub mod preprocess;
 pub mod sim;

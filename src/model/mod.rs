@@ -1,0 +1,5 @@
+//! Models: the CLIP vision transformer and its Hugging Face weight loading. The projector and
+//! the generator come with their issues.
+
+pub mod clip;
+pub mod load;

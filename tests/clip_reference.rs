@@ -1,0 +1,141 @@
+//! Our CLIP vision tower against the reference implementation (transformers): tiny models with
+//! perturbed weights, made by `tests/fixtures/clip/make_fixtures.py`, and the outputs transformers
+//! computed for the same preprocessed images.
+
+use std::path::{Path, PathBuf};
+
+use brainmclip::model::load::load_clip_vision;
+use burn::backend::flex::FlexDevice;
+use burn::backend::Flex;
+use burn::prelude::*;
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip")
+}
+
+fn reference() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap())
+        .unwrap()
+}
+
+fn flatten(v: &Value, out: &mut Vec<f32>) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
+        Value::Number(n) => out.push(n.as_f64().unwrap() as f32),
+        other => panic!("unexpected {other}"),
+    }
+}
+
+fn values(v: &Value) -> Vec<f32> {
+    let mut out = Vec::new();
+    flatten(v, &mut out);
+    out
+}
+
+/// The two preprocessed reference images as a [2, 3, 32, 32] batch.
+fn pixels(r: &Value, device: &FlexDevice) -> Tensor<Flex, 4> {
+    let mut data = values(&r["preprocess"]["images"]["a.png"]["pixel_values"]);
+    data.extend(values(&r["preprocess"]["images"]["b.png"]["pixel_values"]));
+    Tensor::from_data(TensorData::new(data, [2, 3, 32, 32]), device)
+}
+
+fn assert_close<const D: usize>(ours: Tensor<Flex, D>, theirs: &Value, what: &str) {
+    let ours: Vec<f32> = ours.into_data().to_vec().unwrap();
+    let theirs = values(theirs);
+    assert_eq!(ours.len(), theirs.len(), "{what}: sizes");
+    let worst = ours
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 2e-5, "{what}: max abs difference {worst}");
+}
+
+#[test]
+fn vision_tower_matches_transformers() {
+    let device = FlexDevice;
+    let r = reference();
+    let loaded = load_clip_vision::<Flex>(&fixtures().join("tiny-clip"), &device).unwrap();
+    assert!(loaded.model.visual_projection.is_some());
+    let out = loaded.model.forward(pixels(&r, &device), true);
+    let v = &r["vision"];
+    assert_eq!(out.hidden_states.len(), 5);
+    for (i, h) in out.hidden_states.iter().enumerate() {
+        assert_close(
+            h.clone(),
+            &v["hidden_states"][i],
+            &format!("hidden_states[{i}]"),
+        );
+    }
+    assert_close(
+        out.last_hidden_state,
+        &v["last_hidden_state"],
+        "last_hidden_state",
+    );
+    assert_close(out.pooler_output, &v["pooler_output"], "pooler_output");
+    assert_close(
+        out.image_embeds.unwrap(),
+        &v["image_embeds"],
+        "image_embeds",
+    );
+}
+
+#[test]
+fn vision_with_projection_and_gelu_variants_load_and_match() {
+    let device = FlexDevice;
+    let r = reference();
+    let with_projection =
+        load_clip_vision::<Flex>(&fixtures().join("tiny-clip-vision"), &device).unwrap();
+    let out = with_projection.model.forward(pixels(&r, &device), false);
+    assert_close(
+        out.image_embeds.unwrap(),
+        &r["vision_with_projection"]["image_embeds"],
+        "with projection: image_embeds",
+    );
+    // A bare CLIPVisionModel saved by transformers 5 (no `vision_model.` prefix), exact gelu.
+    let gelu = load_clip_vision::<Flex>(&fixtures().join("tiny-clip-gelu"), &device).unwrap();
+    assert!(gelu.model.visual_projection.is_none());
+    let out = gelu.model.forward(pixels(&r, &device), false);
+    assert_close(
+        out.last_hidden_state,
+        &r["vision_gelu"]["last_hidden_state"],
+        "gelu: last_hidden_state",
+    );
+    assert_close(
+        out.pooler_output,
+        &r["vision_gelu"]["pooler_output"],
+        "gelu: pooler_output",
+    );
+}
+
+#[test]
+fn a_missing_tensor_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures().join("tiny-clip/config.json"),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
+    // Weights of a model with fewer layers than the config says.
+    let config: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("tiny-clip/config.json")).unwrap(),
+    )
+    .unwrap();
+    let mut bigger = config.clone();
+    bigger["vision_config"]["num_hidden_layers"] = 5.into();
+    std::fs::write(dir.path().join("config.json"), bigger.to_string()).unwrap();
+    std::fs::copy(
+        fixtures().join("tiny-clip/model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let err = load_clip_vision::<Flex>(dir.path(), &FlexDevice)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("model.safetensors") && err.contains("layers.4"),
+        "{err}"
+    );
+}
