@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use brainmclip::model::load::load_clip_vision;
+use brainmclip::model::load::{load_clip_text, load_clip_vision};
 use burn::backend::flex::FlexDevice;
 use burn::backend::Flex;
 use burn::prelude::*;
@@ -107,6 +107,62 @@ fn vision_with_projection_and_gelu_variants_load_and_match() {
         &r["vision_gelu"]["pooler_output"],
         "gelu: pooler_output",
     );
+}
+
+#[test]
+fn half_precision_weights_are_cast_to_f32_as_they_load() {
+    let device = FlexDevice;
+    let r = reference();
+    let loaded = load_clip_vision::<Flex>(&fixtures().join("tiny-clip-f16"), &device).unwrap();
+    let out = loaded.model.forward(pixels(&r, &device), false);
+    assert_close(
+        out.last_hidden_state,
+        &r["vision_f16"]["last_hidden_state"],
+        "f16: last_hidden_state",
+    );
+    assert_close(
+        out.image_embeds.unwrap(),
+        &r["vision_f16"]["image_embeds"],
+        "f16: image_embeds",
+    );
+}
+
+#[test]
+fn text_tower_matches_transformers() {
+    let device = FlexDevice;
+    let r = reference();
+    let t = &r["text"];
+    let loaded = load_clip_text::<Flex>(&fixtures().join("tiny-clip"), &device).unwrap();
+    let ids: Vec<Vec<u32>> = t["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect()
+        })
+        .collect();
+    let out = loaded.model.forward(&ids, &device);
+    assert_close(out.pooler_output, &t["pooler_output"], "text pooler_output");
+    assert_close(out.text_embeds.unwrap(), &t["text_embeds"], "text_embeds");
+    // Real tokens (up to each end-of-text) match; padding positions are not compared.
+    let ours: Vec<f32> = out.last_hidden_state.into_data().to_vec().unwrap();
+    let theirs = values(&t["last_hidden_state"]);
+    let (len, h) = (ids[0].len(), 32);
+    for (row, eos) in t["eos_positions"].as_array().unwrap().iter().enumerate() {
+        for pos in 0..=eos.as_u64().unwrap() as usize {
+            for k in 0..h {
+                let i = (row * len + pos) * h + k;
+                assert!(
+                    (ours[i] - theirs[i]).abs() < 2e-5,
+                    "text hidden state row {row} pos {pos}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -1,13 +1,20 @@
 //! Hugging Face CLIP weights into our modules: `config.json` + `model.safetensors` (CLIPModel,
-//! CLIPVisionModel, CLIPVisionModelWithProjection), with burn-store key remapping. A missing
-//! tensor is an error naming it; extra tensors (e.g. the text tower) are listed in the report.
+//! CLIPVisionModel, CLIPVisionModelWithProjection, CLIPTextModelWithProjection), through
+//! burn-store with key remapping. f16/bf16 files are cast to f32 as they load. A missing tensor
+//! is an error naming it; tensors the module does not use (e.g. the other tower) are listed in
+//! the load report.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use burn::prelude::*;
-use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::store::{
+    ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore, TensorSnapshot,
+};
+use burn::tensor::DType;
 
 use super::clip::{ClipVision, VisionConfig};
+use super::clip_text::{ClipText, TextConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -17,89 +24,144 @@ pub enum LoadError {
     Weights { path: PathBuf, message: String },
 }
 
-/// A loaded vision tower and what loading said.
-pub struct LoadedVision<B: Backend> {
-    pub model: ClipVision<B>,
-    pub config: VisionConfig,
+/// A loaded model, its config and what loading said.
+pub struct Loaded<M, C> {
+    pub model: M,
+    pub config: C,
     pub report: String,
 }
 
-/// Loads the vision tower (and its projection, when the file has one) from a Hugging Face
-/// folder holding `config.json` and `model.safetensors`.
-pub fn load_clip_vision<B: Backend>(
+/// Casts half-precision tensors (every one, raw parameters included) to f32.
+#[derive(Clone)]
+struct CastToF32;
+
+impl ModuleAdapter for CastToF32 {
+    fn adapt(&self, s: &TensorSnapshot) -> TensorSnapshot {
+        if !matches!(s.dtype, DType::F16 | DType::BF16) {
+            return s.clone();
+        }
+        let data = s.clone_data_fn();
+        TensorSnapshot::from_closure(
+            Rc::new(move || Ok(data()?.convert_dtype(DType::F32))),
+            DType::F32,
+            s.shape.clone(),
+            s.path_stack.clone().unwrap_or_default(),
+            s.container_stack.clone().unwrap_or_default(),
+            s.tensor_id.unwrap_or_default(),
+        )
+    }
+
+    fn clone_box(&self) -> Box<dyn ModuleAdapter> {
+        Box::new(self.clone())
+    }
+}
+
+/// `config.json`: the section for one tower (nested in CLIPModel, flat otherwise) and the
+/// projection size.
+fn read_config<C: serde::de::DeserializeOwned>(
     dir: &Path,
-    device: &B::Device,
-) -> Result<LoadedVision<B>, LoadError> {
-    let config_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&config_path).map_err(|e| LoadError::Config {
-        path: config_path.clone(),
-        message: format!("cannot read: {e}"),
-    })?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| LoadError::Config {
-        path: config_path.clone(),
-        message: format!("not JSON: {e}"),
-    })?;
-    // CLIPModel nests the vision config; the vision-only classes are flat.
-    let vision_json = json
-        .get("vision_config")
-        .cloned()
-        .unwrap_or_else(|| json.clone());
-    let config: VisionConfig =
-        serde_json::from_value(vision_json).map_err(|e| LoadError::Config {
-            path: config_path.clone(),
-            message: format!("vision config: {e}"),
-        })?;
-    let projection_dim = json
+    section: &str,
+) -> Result<(C, Option<usize>), LoadError> {
+    let path = dir.join("config.json");
+    let err = |message: String| LoadError::Config {
+        path: path.clone(),
+        message,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| err(format!("not JSON: {e}")))?;
+    let part = json.get(section).cloned().unwrap_or_else(|| json.clone());
+    let config = serde_json::from_value(part).map_err(|e| err(format!("{section}: {e}")))?;
+    let projection = json
         .get("projection_dim")
         .and_then(|p| p.as_u64())
         .map(|p| p as usize);
+    Ok((config, projection))
+}
 
-    let weights = dir.join("model.safetensors");
-    let mut model = config.init::<B>(projection_dim, device);
-    let mut store = SafetensorsStore::from_file(&weights)
-        // transformers 5 saves a bare CLIPVisionModel without the `vision_model.` prefix.
+/// Loads `dir/model.safetensors` into `model`. Missing tensors other than `optional` are errors.
+fn load_weights<B: Backend, M: ModuleSnapshot<B>>(
+    model: &mut M,
+    dir: &Path,
+    bare_prefix: &str,
+    optional: &str,
+) -> Result<(String, bool), LoadError> {
+    let path = dir.join("model.safetensors");
+    let mut store = SafetensorsStore::from_file(&path)
+        // transformers 5 saves a bare tower (CLIPVisionModel, CLIPTextModel) without its prefix.
         .with_key_remapping(
-            r"^(embeddings|encoder|pre_layrnorm|post_layernorm)\.",
-            "vision_model.$1.",
+            r"^(embeddings|encoder|pre_layrnorm|post_layernorm|final_layer_norm)\.",
+            &format!("{bare_prefix}.$1."),
         )
         .with_key_remapping(
-            r"(layer_norm\d|pre_layrnorm|post_layernorm)\.weight$",
+            r"(layer_norm\d|pre_layrnorm|post_layernorm|final_layer_norm)\.weight$",
             "$1.gamma",
         )
         .with_key_remapping(
-            r"(layer_norm\d|pre_layrnorm|post_layernorm)\.bias$",
+            r"(layer_norm\d|pre_layrnorm|post_layernorm|final_layer_norm)\.bias$",
             "$1.beta",
         )
-        .with_from_adapter(PyTorchToBurnAdapter)
+        .with_from_adapter(CastToF32.chain(PyTorchToBurnAdapter))
         .allow_partial(true);
     let result = model
         .load_from(&mut store)
         .map_err(|e| LoadError::Weights {
-            path: weights.clone(),
+            path: path.clone(),
             message: e.to_string(),
         })?;
-    let projection_missing = result
+    let optional_missing = result
         .missing
         .iter()
-        .any(|(name, _)| name.contains("visual_projection"));
+        .any(|(name, _)| name.contains(optional));
     let missing: Vec<&String> = result
         .missing
         .iter()
         .map(|(name, _)| name)
-        .filter(|n| !n.contains("visual_projection"))
+        .filter(|n| !n.contains(optional))
         .collect();
     if !missing.is_empty() || !result.errors.is_empty() {
         return Err(LoadError::Weights {
-            path: weights,
+            path,
             message: format!("missing tensors {missing:?}; errors {:?}", result.errors),
         });
     }
-    if projection_missing {
+    Ok((result.to_string(), optional_missing))
+}
+
+/// The vision tower (and its projection, when the file has one).
+pub fn load_clip_vision<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+) -> Result<Loaded<ClipVision<B>, VisionConfig>, LoadError> {
+    let (config, projection) = read_config::<VisionConfig>(dir, "vision_config")?;
+    let mut model = config.init::<B>(projection, device);
+    let (report, no_projection) =
+        load_weights::<B, _>(&mut model, dir, "vision_model", "visual_projection")?;
+    if no_projection {
         model.visual_projection = None;
     }
-    Ok(LoadedVision {
+    Ok(Loaded {
         model,
         config,
-        report: result.to_string(),
+        report,
+    })
+}
+
+/// The text tower (and its projection, when the file has one).
+pub fn load_clip_text<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+) -> Result<Loaded<ClipText<B>, TextConfig>, LoadError> {
+    let (config, projection) = read_config::<TextConfig>(dir, "text_config")?;
+    let mut model = config.init::<B>(projection, device);
+    let (report, no_projection) =
+        load_weights::<B, _>(&mut model, dir, "text_model", "text_projection")?;
+    if no_projection {
+        model.text_projection = None;
+    }
+    Ok(Loaded {
+        model,
+        config,
+        report,
     })
 }

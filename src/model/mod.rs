@@ -2,4 +2,5 @@
 //! the generator come with their issues.
 
 pub mod clip;
+pub mod clip_text;
 pub mod load;
