@@ -91,7 +91,7 @@ fn load_weights<B: Backend, M: ModuleSnapshot<B>>(
         // transformers 5 saves a bare tower (CLIPVisionModel, CLIPTextModel) without its prefix.
         .with_key_remapping(
             r"^(embeddings|encoder|pre_layrnorm|post_layernorm|final_layer_norm)\.",
-            &format!("{bare_prefix}.$1."),
+            format!("{bare_prefix}.$1."),
         )
         .with_key_remapping(
             r"(layer_norm\d|pre_layrnorm|post_layernorm|final_layer_norm)\.weight$",

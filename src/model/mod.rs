@@ -4,3 +4,4 @@
 pub mod clip;
 pub mod clip_text;
 pub mod load;
+pub mod preprocess;
