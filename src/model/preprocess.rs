@@ -11,7 +11,10 @@
 use image::imageops::{resize, FilterType};
 use image::RgbImage;
 
+// OpenAI's published constants, written as published (f32 rounds the last digits).
+#[allow(clippy::excessive_precision)]
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 #[derive(Debug, Clone, PartialEq)]
