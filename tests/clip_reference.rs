@@ -209,6 +209,32 @@ fn preprocessing_follows_clip_image_processor() {
 }
 
 #[test]
+fn detail_and_semantic_targets() {
+    let device = FlexDevice;
+    let r = reference();
+    let loaded = load_clip_vision::<Flex>(&fixtures().join("tiny-clip"), &device).unwrap();
+    let t = brainmclip::model::targets::targets(&loaded.model, pixels(&r, &device), 2, 3).unwrap();
+    // The mean of transformers' hidden_states[2] and [3] (blocks 2 and 3, 1-based).
+    let (h2, h3) = (
+        values(&r["vision"]["hidden_states"][2]),
+        values(&r["vision"]["hidden_states"][3]),
+    );
+    let expected: Vec<f32> = h2.iter().zip(&h3).map(|(a, b)| (a + b) / 2.0).collect();
+    let ours: Vec<f32> = t.detail.into_data().to_vec().unwrap();
+    assert_eq!(ours.len(), 2 * 17 * 32);
+    assert!(ours
+        .iter()
+        .zip(&expected)
+        .all(|(a, b)| (a - b).abs() < 2e-5));
+    assert_close(t.semantic, &r["vision"]["image_embeds"], "semantic target");
+    let err = brainmclip::model::targets::targets(&loaded.model, pixels(&r, &device), 3, 5)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("3..=5") && err.contains("<= 4"), "{err}");
+}
+
+#[test]
 fn a_missing_tensor_is_named() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(

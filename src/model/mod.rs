@@ -5,3 +5,4 @@ pub mod clip;
 pub mod clip_text;
 pub mod load;
 pub mod preprocess;
+pub mod targets;
