@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod features;
 pub mod ingest;
 pub mod inspect;
 pub mod model;

@@ -45,6 +45,24 @@ enum Command {
     },
     /// Scanner emulator: write a recorded run into an export directory at TR pace, with faults.
     Replay(Box<ReplayArgs>),
+    /// CLIP detail and semantic targets of a folder of images, into one safetensors file.
+    Features {
+        /// A Hugging Face CLIP folder (config.json + model.safetensors).
+        #[arg(long)]
+        encoder: PathBuf,
+        #[arg(long)]
+        images: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Encoder blocks averaged for the detail target, 1-based (11-20 for ViT-L/14).
+        #[arg(long, default_value = "11-20")]
+        layers: String,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Stop after this many new batches (a rerun resumes).
+        #[arg(long)]
+        max_batches: Option<usize>,
+    },
     /// Simulate a subject and a session (BIDS layout, with ground truth): synthetic data.
     Simulate(SimulateArgs),
     /// The live daemon: watch the export directory named in the session file.
@@ -552,6 +570,40 @@ fn main() -> Result<()> {
             speed,
         } => run(config, dir, replay, speed)?,
         Command::Simulate(args) => simulate(args)?,
+        Command::Features {
+            encoder,
+            images,
+            out,
+            layers,
+            batch,
+            max_batches,
+        } => {
+            let (a, b) = layers
+                .split_once('-')
+                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+                .with_context(|| format!("--layers {layers:?}: expected FIRST-LAST, e.g. 11-20"))?;
+            let job = brainmclip::features::FeatureJob {
+                encoder,
+                images,
+                out: out.clone(),
+                layers: (a, b),
+                batch,
+                max_batches,
+                progress: true,
+            };
+            let summary = brainmclip::features::compute_features(&job)?;
+            println!(
+                "{} images: {} batches computed, {} reused; {}",
+                summary.images,
+                summary.computed_batches,
+                summary.reused_batches,
+                if summary.complete {
+                    format!("wrote {}", out.display())
+                } else {
+                    "stopped early: run again to resume".into()
+                }
+            );
+        }
     }
     Ok(())
 }
