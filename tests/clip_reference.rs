@@ -298,6 +298,48 @@ fn r_image_embeds() -> Value {
 }
 
 #[test]
+fn captions_tokenise_as_transformers_does_and_encode_to_its_embeddings() {
+    use brainmclip::model::tokenizer::ClipTokenizer;
+    let r = reference();
+    let t = &r["text"];
+    let tokenizer =
+        ClipTokenizer::from_file(&fixtures().join("tiny-clip/tokenizer.json"), 16, 207, 207)
+            .unwrap();
+    for (caption, expected) in t["captions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(t["input_ids"].as_array().unwrap())
+    {
+        let ids = tokenizer.encode(caption.as_str().unwrap()).unwrap();
+        let expected: Vec<u32> = expected
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(ids, expected, "{caption}");
+    }
+    // Too long for the context: truncated with end-of-text kept last.
+    let long = tokenizer.encode(&"a red star ".repeat(20)).unwrap();
+    assert_eq!((long.len(), long[0], long[15]), (16, 206, 207));
+    let device = FlexDevice;
+    let text = load_clip_text::<Flex>(&fixtures().join("tiny-clip"), &device).unwrap();
+    let captions: Vec<Vec<u32>> = t["captions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| tokenizer.encode(c.as_str().unwrap()).unwrap())
+        .collect();
+    let out = text.model.forward(&captions, &device);
+    assert_close(
+        out.text_embeds.unwrap(),
+        &t["text_embeds"],
+        "text_embeds from captions",
+    );
+}
+
+#[test]
 fn a_missing_tensor_is_named() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(

@@ -6,3 +6,4 @@ pub mod clip_text;
 pub mod load;
 pub mod preprocess;
 pub mod targets;
+pub mod tokenizer;
