@@ -54,26 +54,6 @@ impl VisionConfig {
     ) -> ClipVision<B> {
         let h = self.hidden_size;
         let n_positions = self.patches_per_side().pow(2) + 1;
-        let layer = || EncoderLayer {
-            self_attn: Attention {
-                q_proj: LinearConfig::new(h, h).init(device),
-                k_proj: LinearConfig::new(h, h).init(device),
-                v_proj: LinearConfig::new(h, h).init(device),
-                out_proj: LinearConfig::new(h, h).init(device),
-                heads: self.num_attention_heads,
-            },
-            layer_norm1: LayerNormConfig::new(h)
-                .with_epsilon(self.layer_norm_eps)
-                .init(device),
-            mlp: Mlp {
-                fc1: LinearConfig::new(h, self.intermediate_size).init(device),
-                fc2: LinearConfig::new(self.intermediate_size, h).init(device),
-                quick_gelu: self.hidden_act == "quick_gelu",
-            },
-            layer_norm2: LayerNormConfig::new(h)
-                .with_epsilon(self.layer_norm_eps)
-                .init(device),
-        };
         ClipVision {
             vision_model: VisionTransformer {
                 embeddings: VisionEmbeddings {
@@ -90,9 +70,15 @@ impl VisionConfig {
                 pre_layrnorm: LayerNormConfig::new(h)
                     .with_epsilon(self.layer_norm_eps)
                     .init(device),
-                encoder: Encoder {
-                    layers: (0..self.num_hidden_layers).map(|_| layer()).collect(),
-                },
+                encoder: Encoder::new(
+                    h,
+                    self.intermediate_size,
+                    self.num_attention_heads,
+                    self.num_hidden_layers,
+                    self.layer_norm_eps,
+                    &self.hidden_act,
+                    device,
+                ),
                 post_layernorm: LayerNormConfig::new(h)
                     .with_epsilon(self.layer_norm_eps)
                     .init(device),
@@ -171,6 +157,41 @@ impl<B: Backend> EncoderLayer<B> {
 #[derive(Module, Debug)]
 pub struct Encoder<B: Backend> {
     pub layers: Vec<EncoderLayer<B>>,
+}
+
+impl<B: Backend> Encoder<B> {
+    /// `layers` pre-norm blocks of width `hidden` (shared by the vision and text towers).
+    pub fn new(
+        hidden: usize,
+        intermediate: usize,
+        heads: usize,
+        layers: usize,
+        eps: f64,
+        activation: &str,
+        device: &B::Device,
+    ) -> Encoder<B> {
+        let linear = |i: usize, o: usize| LinearConfig::new(i, o).init(device);
+        let norm = || LayerNormConfig::new(hidden).with_epsilon(eps).init(device);
+        let layer = || EncoderLayer {
+            self_attn: Attention {
+                q_proj: linear(hidden, hidden),
+                k_proj: linear(hidden, hidden),
+                v_proj: linear(hidden, hidden),
+                out_proj: linear(hidden, hidden),
+                heads,
+            },
+            layer_norm1: norm(),
+            mlp: Mlp {
+                fc1: linear(hidden, intermediate),
+                fc2: linear(intermediate, hidden),
+                quick_gelu: activation == "quick_gelu",
+            },
+            layer_norm2: norm(),
+        };
+        Encoder {
+            layers: (0..layers).map(|_| layer()).collect(),
+        }
+    }
 }
 
 #[derive(Module, Debug)]

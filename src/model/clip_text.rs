@@ -10,7 +10,7 @@ use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, L
 use burn::prelude::*;
 use serde::Deserialize;
 
-use super::clip::{Attention, Encoder, EncoderLayer, Mlp};
+use super::clip::Encoder;
 
 /// `text_config` of a Hugging Face CLIP `config.json`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -75,26 +75,6 @@ impl TextConfig {
         device: &B::Device,
     ) -> ClipText<B> {
         let h = self.hidden_size;
-        let layer = || EncoderLayer {
-            self_attn: Attention {
-                q_proj: LinearConfig::new(h, h).init(device),
-                k_proj: LinearConfig::new(h, h).init(device),
-                v_proj: LinearConfig::new(h, h).init(device),
-                out_proj: LinearConfig::new(h, h).init(device),
-                heads: self.num_attention_heads,
-            },
-            layer_norm1: LayerNormConfig::new(h)
-                .with_epsilon(self.layer_norm_eps)
-                .init(device),
-            mlp: Mlp {
-                fc1: LinearConfig::new(h, self.intermediate_size).init(device),
-                fc2: LinearConfig::new(self.intermediate_size, h).init(device),
-                quick_gelu: self.hidden_act == "quick_gelu",
-            },
-            layer_norm2: LayerNormConfig::new(h)
-                .with_epsilon(self.layer_norm_eps)
-                .init(device),
-        };
         ClipText {
             text_model: TextTransformer {
                 embeddings: TextEmbeddings {
@@ -102,9 +82,15 @@ impl TextConfig {
                     position_embedding: EmbeddingConfig::new(self.max_position_embeddings, h)
                         .init(device),
                 },
-                encoder: Encoder {
-                    layers: (0..self.num_hidden_layers).map(|_| layer()).collect(),
-                },
+                encoder: Encoder::new(
+                    h,
+                    self.intermediate_size,
+                    self.num_attention_heads,
+                    self.num_hidden_layers,
+                    self.layer_norm_eps,
+                    &self.hidden_act,
+                    device,
+                ),
                 final_layer_norm: LayerNormConfig::new(h)
                     .with_epsilon(self.layer_norm_eps)
                     .init(device),
