@@ -427,13 +427,13 @@ impl Preprocess {
 }
 
 fn mean(values: &[f32]) -> f32 {
-    let finite: Vec<f64> = values
+    let (sum, n) = values
         .iter()
         .filter(|v| v.is_finite())
-        .map(|&v| v as f64)
-        .collect();
-    if finite.is_empty() {
-        return 0.0;
+        .fold((0.0f64, 0usize), |(s, n), &v| (s + v as f64, n + 1));
+    if n == 0 {
+        0.0
+    } else {
+        (sum / n as f64) as f32
     }
-    (finite.iter().sum::<f64>() / finite.len() as f64) as f32
 }

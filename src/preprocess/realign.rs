@@ -7,7 +7,7 @@
 //! that moved by (R, t), the estimate is (R, t) relative to the reference, so simulated ground
 //! truth can be compared directly.
 
-use crate::sim::motion::{rotation, trilinear, MotionParams};
+use crate::sim::motion::{resample_rigid, rotation, trilinear, MotionParams};
 
 /// A reference prepared for realignment at one resolution.
 struct Level {
@@ -244,27 +244,15 @@ impl Realigner {
     /// `volume` resampled onto the reference grid: out(x) = volume(R x + t).
     pub fn reslice(&self, volume: &[f32], params: &MotionParams, out: &mut Vec<f32>) {
         let level = &self.levels[1];
-        let (dims, mm) = (level.dims, level.voxel_mm);
-        let centre = dims.map(|d| (d as f32 - 1.0) / 2.0);
-        let r = rotation(params);
-        out.clear();
-        out.resize(volume.len(), 0.0);
-        for k in 0..dims[2] {
-            for j in 0..dims[1] {
-                for i in 0..dims[0] {
-                    let x = [
-                        (i as f32 - centre[0]) * mm[0],
-                        (j as f32 - centre[1]) * mm[1],
-                        (k as f32 - centre[2]) * mm[2],
-                    ];
-                    let q: [f32; 3] = std::array::from_fn(|d| {
-                        ((r[d][0] * x[0] + r[d][1] * x[1] + r[d][2] * x[2]) + params[d]) / mm[d]
-                            + centre[d]
-                    });
-                    out[i + dims[0] * (j + dims[1] * k)] = trilinear(volume, dims, q);
-                }
-            }
-        }
+        let shift = [params[0], params[1], params[2]];
+        resample_rigid(
+            volume,
+            level.dims,
+            level.voxel_mm,
+            &rotation(params),
+            shift,
+            out,
+        );
     }
 }
 

@@ -218,11 +218,6 @@ impl TrialAssembler {
         id
     }
 
-    fn in_window(&self, trial: &Trial, index: u32) -> bool {
-        let t = index as f64 * self.tr_s;
-        t + 1e-9 >= trial.onset_s + self.window.0 && t <= trial.onset_s + self.window.1 + 1e-9
-    }
-
     /// Opens trials whose window has begun by volume `index`.
     fn open_due(&mut self, index: u32, n_detail: usize, n_semantic: usize) {
         let t = index as f64 * self.tr_s;
@@ -266,30 +261,11 @@ impl TrialAssembler {
     /// A z-scored volume (acquisition index from the run's first volume). Returns the trials
     /// it completes.
     pub fn push_volume(&mut self, index: u32, detail: &[f32], semantic: &[f32]) -> Vec<Sample> {
-        if self.continuous.is_some() {
-            return self.continuous_sample(index, Some((detail, semantic)));
-        }
-        self.open_due(index, detail.len(), semantic.len());
-        let done = self.close_done(index);
-        let ids: Vec<u64> = self.open.keys().copied().collect();
-        for id in ids {
-            let inside = self
-                .open
-                .get(&id)
-                .is_some_and(|o| self.in_window(&o.trial, index));
-            if let (true, Some(o)) = (inside, self.open.get_mut(&id)) {
-                o.detail
-                    .iter_mut()
-                    .zip(detail)
-                    .for_each(|(s, v)| *s += *v as f64);
-                o.semantic
-                    .iter_mut()
-                    .zip(semantic)
-                    .for_each(|(s, v)| *s += *v as f64);
-                o.volumes.push(index);
-            }
-        }
-        done
+        self.record(
+            index,
+            Some((detail, semantic)),
+            (detail.len(), semantic.len()),
+        )
     }
 
     /// A volume that will never come (missing or rejected): counted against its trials.
@@ -299,19 +275,41 @@ impl TrialAssembler {
         n_detail: usize,
         n_semantic: usize,
     ) -> Vec<Sample> {
+        self.record(index, None, (n_detail, n_semantic))
+    }
+
+    /// Adds a received volume to (or counts a missing one against) every trial whose window
+    /// holds it, after opening and closing trials as time `index` requires.
+    fn record(
+        &mut self,
+        index: u32,
+        volume: Option<(&[f32], &[f32])>,
+        sizes: (usize, usize),
+    ) -> Vec<Sample> {
         if self.continuous.is_some() {
-            return self.continuous_sample(index, None);
+            return self.continuous_sample(index, volume);
         }
-        self.open_due(index, n_detail, n_semantic);
+        self.open_due(index, sizes.0, sizes.1);
         let done = self.close_done(index);
-        let ids: Vec<u64> = self.open.keys().copied().collect();
-        for id in ids {
-            let inside = self
-                .open
-                .get(&id)
-                .is_some_and(|o| self.in_window(&o.trial, index));
-            if let (true, Some(o)) = (inside, self.open.get_mut(&id)) {
-                o.missing += 1;
+        let (t, window) = (index as f64 * self.tr_s, self.window);
+        for o in self
+            .open
+            .values_mut()
+            .filter(|o| in_window(&o.trial, t, window))
+        {
+            match volume {
+                Some((detail, semantic)) => {
+                    o.detail
+                        .iter_mut()
+                        .zip(detail)
+                        .for_each(|(s, v)| *s += *v as f64);
+                    o.semantic
+                        .iter_mut()
+                        .zip(semantic)
+                        .for_each(|(s, v)| *s += *v as f64);
+                    o.volumes.push(index);
+                }
+                None => o.missing += 1,
             }
         }
         done
@@ -325,6 +323,11 @@ impl TrialAssembler {
             .map(finish)
             .collect()
     }
+}
+
+/// Whether a volume acquired at `t` seconds belongs to `trial`: onset + start <= t <= onset + end.
+fn in_window(trial: &Trial, t: f64, (start, end): (f64, f64)) -> bool {
+    t + 1e-9 >= trial.onset_s + start && t <= trial.onset_s + end + 1e-9
 }
 
 fn finish(o: Open) -> Sample {

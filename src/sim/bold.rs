@@ -88,7 +88,6 @@ pub struct NoiseParams {
     pub spike_size: f32,
     pub trial_variability: f32,
     pub neural_noise: f32,
-    pub thermal: bool,
 }
 
 /// What a run leaves besides its volumes: the ground truth.
@@ -265,10 +264,8 @@ pub fn simulate_run(
             &motion[k],
             &mut moved,
         );
-        if noise.thermal {
-            for v in moved.iter_mut() {
-                *v = (*v + thermal_sd * std_normal.sample(&mut rng)).max(0.0);
-            }
+        for v in moved.iter_mut() {
+            *v = (*v + thermal_sd * std_normal.sample(&mut rng)).max(0.0);
         }
         on_volume(&moved);
         resp_phase +=

@@ -198,7 +198,6 @@ impl SimConfig {
             spike_size: self.spike_size,
             trial_variability: self.trial_variability,
             neural_noise: self.neural_noise,
-            thermal: true,
         }
     }
 }

@@ -93,26 +93,45 @@ pub fn apply_motion(
     params: &MotionParams,
     out: &mut Vec<f32>,
 ) {
-    out.clear();
-    out.resize(image.len(), 0.0);
     if params.iter().all(|&p| p == 0.0) {
-        out.copy_from_slice(image);
+        out.clear();
+        out.extend_from_slice(image);
         return;
     }
+    // out(p) = image(Rᵀ p - Rᵀ t)
     let r = rotation(params);
+    let rt: [[f32; 3]; 3] = std::array::from_fn(|a| std::array::from_fn(|b| r[b][a]));
+    let shift: [f32; 3] =
+        std::array::from_fn(|d| -(0..3).map(|k| rt[d][k] * params[k]).sum::<f32>());
+    resample_rigid(image, dims, [voxel_mm; 3], &rt, shift, out);
+}
+
+/// `out(x) = image(m x + shift)`, with x and the result in mm from the grid centre, trilinear,
+/// zero outside the grid. Both directions of a rigid motion go through here: the simulator
+/// moves a head (`m = Rᵀ`), realignment moves it back (`m = R`).
+pub fn resample_rigid(
+    image: &[f32],
+    dims: [usize; 3],
+    voxel_mm: [f32; 3],
+    m: &[[f32; 3]; 3],
+    shift: [f32; 3],
+    out: &mut Vec<f32>,
+) {
+    out.clear();
+    out.resize(image.len(), 0.0);
     let centre = dims.map(|d| (d as f32 - 1.0) / 2.0);
     let [nx, ny, nz] = dims;
     for k in 0..nz {
         for j in 0..ny {
             for i in 0..nx {
-                let p = [
-                    (i as f32 - centre[0]) * voxel_mm - params[0],
-                    (j as f32 - centre[1]) * voxel_mm - params[1],
-                    (k as f32 - centre[2]) * voxel_mm - params[2],
+                let x = [
+                    (i as f32 - centre[0]) * voxel_mm[0],
+                    (j as f32 - centre[1]) * voxel_mm[1],
+                    (k as f32 - centre[2]) * voxel_mm[2],
                 ];
-                // Rᵀ p, back to voxel units.
                 let q: [f32; 3] = std::array::from_fn(|d| {
-                    (r[0][d] * p[0] + r[1][d] * p[1] + r[2][d] * p[2]) / voxel_mm + centre[d]
+                    (m[d][0] * x[0] + m[d][1] * x[1] + m[d][2] * x[2] + shift[d]) / voxel_mm[d]
+                        + centre[d]
                 });
                 out[i + nx * (j + ny * k)] = trilinear(image, dims, q);
             }
