@@ -4,6 +4,7 @@
 //! the scanner's export directory; later stages (preprocessing, decoding, generation, sinks,
 //! the window) consume its typed event stream.
 
+pub mod atomic;
 pub mod clock;
 pub mod config;
 pub mod features;
@@ -14,4 +15,5 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod sim;
 pub mod sink;
+pub mod train;
 pub mod tsv;

@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+mod cli;
+
 use brainmclip::config::SessionConfig;
 use brainmclip::ingest::replay::{run_replay, FaultKind, OutFormat, ReplayOptions, WriteMode};
 use brainmclip::ingest::IngestEvent;
@@ -65,6 +67,8 @@ enum Command {
     },
     /// Simulate a subject and a session (BIDS layout, with ground truth): synthetic data.
     Simulate(SimulateArgs),
+    /// Train the demo world's own CLIP on simulator images and captions (resumable).
+    TrainEncoder(cli::train::TrainEncoderArgs),
     /// The live daemon: watch the export directory named in the session file.
     Run {
         #[arg(long, value_name = "FILE")]
@@ -570,6 +574,7 @@ fn main() -> Result<()> {
             speed,
         } => run(config, dir, replay, speed)?,
         Command::Simulate(args) => simulate(args)?,
+        Command::TrainEncoder(args) => cli::train::train_encoder_cmd(args)?,
         Command::Features {
             encoder,
             images,

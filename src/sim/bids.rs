@@ -13,13 +13,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SimError + '_ {
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SimError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes).map_err(io(path))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    crate::atomic::write_atomic(path, bytes).map_err(io(path))
 }
 
 /// A tab-separated table with a header line.

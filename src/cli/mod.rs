@@ -1,0 +1,3 @@
+//! Subcommand handlers that do not fit in `main.rs`, one file per family of jobs.
+
+pub mod train;
