@@ -92,7 +92,7 @@ fn tensor_bytes<B: Backend, const D: usize>(
     Ok((shape, data.iter().flat_map(|v| v.to_le_bytes()).collect()))
 }
 
-fn write_safetensors(
+pub(crate) fn write_safetensors(
     path: &Path,
     tensors: &[(&str, Vec<usize>, Vec<u8>)],
     metadata: HashMap<String, String>,
@@ -220,5 +220,71 @@ pub fn compute_features(job: &FeatureJob) -> Result<FeatureSummary, FeatureError
         computed_batches: computed,
         reused_batches: reused,
         complete: true,
+    })
+}
+
+/// A features file read back: image ids and both targets, row-major.
+#[derive(Debug, Clone)]
+pub struct FeatureSet {
+    pub ids: Vec<String>,
+    /// [images, tokens, width]
+    pub detail: Vec<f32>,
+    pub tokens: usize,
+    pub width: usize,
+    /// [images, dim]
+    pub semantic: Vec<f32>,
+    pub dim: usize,
+    /// "first-last", as computed.
+    pub detail_layers: String,
+}
+
+impl FeatureSet {
+    pub fn detail_row(&self, i: usize) -> &[f32] {
+        let n = self.tokens * self.width;
+        &self.detail[i * n..(i + 1) * n]
+    }
+    pub fn semantic_row(&self, i: usize) -> &[f32] {
+        &self.semantic[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+/// Reads a file written by `compute_features`.
+pub fn read_features(path: &Path) -> Result<FeatureSet, FeatureError> {
+    let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| file_err(path, e))?;
+    let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| file_err(path, e))?;
+    let meta = metadata.metadata().clone().unwrap_or_default();
+    let ids: Vec<String> = meta
+        .get("ids")
+        .and_then(|s| serde_json::from_str(s).ok())
+        .ok_or_else(|| file_err(path, "no ids in its metadata"))?;
+    let floats = |name: &str| -> Result<(Vec<usize>, Vec<f32>), FeatureError> {
+        let view = st.tensor(name).map_err(|e| file_err(path, e))?;
+        if view.dtype() != Dtype::F32 {
+            return Err(file_err(path, format!("{name}: expected f32")));
+        }
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        Ok((view.shape().to_vec(), values))
+    };
+    let (ds, detail) = floats("detail")?;
+    let (ss, semantic) = floats("semantic")?;
+    if ds.len() != 3 || ss.len() != 2 || ds[0] != ids.len() || ss[0] != ids.len() {
+        return Err(file_err(
+            path,
+            format!("expected detail [images, tokens, width] and semantic [images, dim] for {} ids, found {ds:?} and {ss:?}", ids.len()),
+        ));
+    }
+    Ok(FeatureSet {
+        ids,
+        detail,
+        tokens: ds[1],
+        width: ds[2],
+        semantic,
+        dim: ss[1],
+        detail_layers: meta.get("detail_layers").cloned().unwrap_or_default(),
     })
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod features;
 pub mod ingest;
 pub mod inspect;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod preprocess;

@@ -69,6 +69,10 @@ enum Command {
     Simulate(SimulateArgs),
     /// Train the demo world's own CLIP on simulator images and captions (resumable).
     TrainEncoder(cli::train::TrainEncoderArgs),
+    /// Train a subject's projector from BIDS runs, stimuli and an encoder; score it on test runs.
+    Calibrate(cli::calibrate::CalibrateArgs),
+    /// Score calibrations on their held-out test trials, side by side.
+    Eval(cli::calibrate::EvalArgs),
     /// The live daemon: watch the export directory named in the session file.
     Run {
         #[arg(long, value_name = "FILE")]
@@ -575,6 +579,8 @@ fn main() -> Result<()> {
         } => run(config, dir, replay, speed)?,
         Command::Simulate(args) => simulate(args)?,
         Command::TrainEncoder(args) => cli::train::train_encoder_cmd(args)?,
+        Command::Calibrate(args) => cli::calibrate::calibrate_cmd(args)?,
+        Command::Eval(args) => cli::calibrate::eval_cmd(args)?,
         Command::Features {
             encoder,
             images,

@@ -15,7 +15,8 @@ use serde::Serialize;
 use crate::clock::now_ns;
 use crate::config::{MotionMode, SessionConfig, ZScoreMode};
 use crate::ingest::{
-    read_volume_file, Ingest, IngestCounts, IngestEvent, ReadError, StartError, Volume,
+    read_volume_file, EndReason, Ingest, IngestCounts, IngestEvent, ReadError, RunReader,
+    StartError, Volume,
 };
 use crate::preprocess::masks::{MaskError, Masks};
 use crate::preprocess::realign::{framewise_displacement, Realigner};
@@ -31,6 +32,10 @@ pub enum PipelineError {
     Events(#[from] TrialError),
     #[error("preprocess.reference: {0}")]
     Reference(#[from] ReadError),
+    #[error("{0}")]
+    Run(ReadError),
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// What preprocessing made of one volume.
@@ -104,6 +109,91 @@ impl Pipeline {
         markers: Option<Receiver<Marker>>,
     ) -> Result<Pipeline, PipelineError> {
         let ingest = Ingest::start(config)?;
+        let events = ingest.events().clone();
+        let stop = ingest.stop_flag();
+        Pipeline::with_source(config, markers, events, stop, Box::new(ingest))
+    }
+
+    /// Preprocesses a recorded 4-D run through the same stage as the live path (motion, masks,
+    /// rolling z-scores, trials from `preprocess.events`), as fast as it reads: what
+    /// calibration uses, so training and live samples are made by one piece of code.
+    pub fn offline(
+        config: &SessionConfig,
+        run: &std::path::Path,
+    ) -> Result<Pipeline, PipelineError> {
+        let mut reader =
+            RunReader::open(run, config.ingest.max_voxels).map_err(PipelineError::Run)?;
+        let (tx, rx) = bounded(4);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_reader = stop.clone();
+        let first = config.session.first_index;
+        let path = run.to_owned();
+        let geometry = reader.header().geometry();
+        let reader_thread = std::thread::Builder::new()
+            .name("offline-reader".into())
+            .spawn(move || {
+                let mut counts = IngestCounts::default();
+                let mut last_index = None;
+                let mut k = 0u32;
+                while let Some(next) = reader.next_volume() {
+                    if stop_reader.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let index = first + k;
+                    k += 1;
+                    let event = match next {
+                        Ok((data, non_finite)) => {
+                            counts.delivered += 1;
+                            counts.non_finite_volumes += u32::from(non_finite > 0);
+                            last_index = Some(index);
+                            let at = now_ns();
+                            IngestEvent::Volume(Volume {
+                                index,
+                                path: path.clone(),
+                                geometry: geometry.clone(),
+                                data,
+                                non_finite,
+                                seen_ns: at,
+                                read_ns: at,
+                            })
+                        }
+                        Err(e) => {
+                            counts.rejected += 1;
+                            let rejected = IngestEvent::Rejected {
+                                index: Some(index),
+                                path: path.clone(),
+                                reason: e.to_string(),
+                                at_ns: now_ns(),
+                            };
+                            // A read error ends a 4-D stream: nothing after it can be trusted.
+                            let _ = tx.send(rejected);
+                            break;
+                        }
+                    };
+                    if tx.send(event).is_err() {
+                        return;
+                    }
+                }
+                let _ = tx.send(IngestEvent::RunEnded {
+                    reason: EndReason::AllVolumes,
+                    last_index,
+                    counts,
+                    at_ns: now_ns(),
+                });
+            })
+            .map_err(PipelineError::Thread)?;
+        Pipeline::with_source(config, None, rx, stop, Box::new(reader_thread))
+    }
+
+    /// The preprocessing thread on any stream of ingest events; `source` is kept alive (and
+    /// dropped, ending it) with the thread.
+    fn with_source(
+        config: &SessionConfig,
+        markers: Option<Receiver<Marker>>,
+        events: Receiver<IngestEvent>,
+        ingest_stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        source: Box<dyn Send>,
+    ) -> Result<Pipeline, PipelineError> {
         let trials = match &config.preprocess.events {
             Some(path) => read_events(path)?,
             None => Vec::new(),
@@ -113,7 +203,6 @@ impl Pipeline {
             None => None,
         };
         let (tx, rx) = bounded(config.ingest.channel_capacity.max(16));
-        let ingest_stop = ingest.stop_flag();
         let stage = Preprocess::new(
             config.clone(),
             trials,
@@ -123,13 +212,11 @@ impl Pipeline {
         );
         let thread = std::thread::Builder::new()
             .name("preprocess".into())
-            .spawn(move || stage.run(ingest))
-            .map_err(|e| {
-                PipelineError::Ingest(StartError::Dir {
-                    dir: config.ingest.dir.clone(),
-                    source: e,
-                })
-            })?;
+            .spawn(move || {
+                stage.run(&events);
+                drop(source);
+            })
+            .map_err(PipelineError::Thread)?;
         Ok(Pipeline {
             events: rx,
             ingest_stop,
@@ -231,11 +318,11 @@ impl Preprocess {
         self.out.send(event).is_ok()
     }
 
-    fn run(mut self, ingest: Ingest) {
+    fn run(mut self, events: &Receiver<IngestEvent>) {
         let first = self.config.session.first_index;
         loop {
             let event = crossbeam_channel::select! {
-                recv(ingest.events()) -> event => match event {
+                recv(events) -> event => match event {
                     Ok(event) => event,
                     Err(_) => return,
                 },

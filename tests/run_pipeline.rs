@@ -336,3 +336,47 @@ fn sigterm_ends_the_run_cleanly_with_the_log_flushed() {
     let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
     assert_eq!(last["event"], "run_ended");
 }
+
+/// Calibration preprocesses recorded runs with `Pipeline::offline`: the same stage as the live
+/// path must give the same per-trial outputs as the live replay (the golden values).
+#[test]
+fn offline_preprocessing_equals_the_live_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let session = simulated_session(d, 60, 17, "", true, "address = \"127.0.0.1:0\"");
+    let config = brainmclip::config::SessionConfig::load(&session).unwrap();
+    let run = d.join("bids/sub-01/func/sub-01_task-images_run-01_bold.nii.gz");
+    let pipeline = brainmclip::pipeline::Pipeline::offline(&config, &run).unwrap();
+    let mut samples = Vec::new();
+    let mut volumes = 0;
+    for event in pipeline.events().iter() {
+        match event {
+            brainmclip::pipeline::PipelineEvent::Sample(s) => samples.push(s),
+            brainmclip::pipeline::PipelineEvent::Volume(_) => volumes += 1,
+            brainmclip::pipeline::PipelineEvent::Ended { .. } => break,
+            brainmclip::pipeline::PipelineEvent::Error(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    assert_eq!(volumes, 56, "60 volumes less 4 dummies");
+    let golden_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden/trials_seed17.json");
+    let golden: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&golden_path).unwrap()).unwrap();
+    assert_eq!(samples.len(), golden.len());
+    for (got, want) in samples.iter().zip(&golden) {
+        assert_eq!(got.trial, want["trial"].as_u64().unwrap());
+        assert_eq!(serde_json::json!(got.volumes), want["volumes"]);
+        for (g, key) in [
+            (got.mean_detail, "mean_detail"),
+            (got.mean_semantic, "mean_semantic"),
+        ] {
+            let w = want[key].as_f64().unwrap();
+            assert!(
+                (g as f64 - w).abs() < 1e-4,
+                "trial {}: {key} {g} vs {w}",
+                got.trial
+            );
+        }
+    }
+}

@@ -1,3 +1,4 @@
 //! Subcommand handlers that do not fit in `main.rs`, one file per family of jobs.
 
+pub mod calibrate;
 pub mod train;

@@ -1,11 +1,13 @@
-//! Models: the CLIP vision transformer and its Hugging Face weight loading. The projector and
-//! the generator come with their issues.
+//! Models: CLIP (both towers, Hugging Face weights in and out), the BrainMCLIP projector and
+//! the losses that train them.
 
+pub mod calibration;
 pub mod clip;
 pub mod clip_text;
 pub mod load;
 pub mod loss;
 pub mod preprocess;
+pub mod projector;
 pub mod save;
 pub mod targets;
 pub mod tokenizer;

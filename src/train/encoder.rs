@@ -14,13 +14,12 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::{AutodiffModule, Param};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use image::RgbImage;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::demo_text;
+use super::{checkpoint, demo_text};
 use crate::model::clip::VisionConfig;
 use crate::model::clip_text::TextConfig;
 use crate::model::loss::info_nce;
@@ -313,58 +312,29 @@ pub struct EncoderSummary {
 
 type Optim = burn::optim::adaptor::OptimizerAdaptor<burn::optim::AdamW, Clip<Train>, Train>;
 
-fn save_checkpoint(
-    dir: &Path,
-    model: &Clip<Train>,
-    optim: &Optim,
-    state: &CheckpointState,
-) -> Result<(), TrainError> {
-    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
-    let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-    // Written beside, then renamed: an interrupted save leaves the previous checkpoint whole.
-    model
-        .clone()
-        .save_file(dir.join("model_partial"), &rec)
-        .map_err(|e| file_err(dir, e))?;
-    Recorder::<Train>::record(&rec, optim.to_record(), dir.join("optim_partial"))
-        .map_err(|e| file_err(dir, e))?;
-    for name in ["model", "optim"] {
-        let from = dir.join(format!("{name}_partial.mpk"));
-        let to = dir.join(format!("{name}.mpk"));
-        std::fs::rename(&from, &to).map_err(|e| file_err(&to, e))?;
-    }
-    let path = dir.join("state.json");
-    let text = serde_json::to_string(state).map_err(|e| file_err(&path, e))?;
-    crate::atomic::write_atomic(&path, text.as_bytes()).map_err(|e| file_err(&path, e))
-}
-
 fn load_checkpoint(
     dir: &Path,
     config: &EncoderTrainConfig,
     device: &FlexDevice,
 ) -> Result<Option<(Clip<Train>, Optim, CheckpointState)>, TrainError> {
-    let path = dir.join("state.json");
-    if !path.exists() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
-    let state: CheckpointState = serde_json::from_str(&text)
-        .map_err(|e| file_err(&path, format!("not a checkpoint state: {e}")))?;
-    if &state.config != config {
-        return Err(file_err(
-            &path,
-            "the checkpoint was made with another training config; use a new --out or the same settings",
-        ));
-    }
-    let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-    let model = config
-        .init::<Train>(device)
-        .load_file(dir.join("model"), &rec, device)
-        .map_err(|e| file_err(&dir.join("model.mpk"), e))?;
-    let record = Recorder::<Train>::load(&rec, dir.join("optim"), device)
-        .map_err(|e| file_err(&dir.join("optim.mpk"), e))?;
-    let optim = adamw(config).load_record(record);
-    Ok(Some((model, optim, state)))
+    let accept = |state: &CheckpointState| {
+        if &state.config == config {
+            Ok(())
+        } else {
+            Err("the checkpoint was made with another training config; use a new --out or the same settings".to_string())
+        }
+    };
+    checkpoint::load(
+        dir,
+        config.init::<Train>(device),
+        adamw(config),
+        device,
+        accept,
+    )
+    .map_err(|e| TrainError::File {
+        path: e.path,
+        message: e.message,
+    })
 }
 
 fn adamw(config: &EncoderTrainConfig) -> Optim {
@@ -446,7 +416,12 @@ pub fn train_encoder(job: &EncoderJob) -> Result<EncoderSummary, TrainError> {
         bar.set_message(format!("loss {value:.3}"));
         bar.inc(1);
         if state.step % config.checkpoint_every == 0 || state.step == end {
-            save_checkpoint(&folder.checkpoint(), &model, &optim, &state)?;
+            checkpoint::save(&folder.checkpoint(), &model, &optim, &state).map_err(|e| {
+                TrainError::File {
+                    path: e.path,
+                    message: e.message,
+                }
+            })?;
         }
     }
     bar.finish();

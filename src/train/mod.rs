@@ -1,10 +1,16 @@
 //! Training jobs run by the CLI: the demo world's CLIP (`encoder.rs`, its vocabulary and its
 //! evaluation). Projector calibration and generator training come with their issues.
 
+pub mod calibrate;
+pub mod calibrate_run;
+pub mod checkpoint;
 pub mod demo_text;
 pub mod encoder;
 pub mod encoder_eval;
+pub mod evaluate;
+pub mod plot;
 pub mod probe;
+pub mod projector_train;
 
 use indicatif::{ProgressBar, ProgressStyle};
 

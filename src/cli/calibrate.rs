@@ -1,0 +1,132 @@
+//! `calibrate` (train a subject's projector and score it) and `eval` (score one or more
+//! calibrations side by side, e.g. BrainMCLIP's multi-layer targets against the final-only
+//! ablation).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use burn::backend::flex::FlexDevice;
+use burn::backend::Flex;
+
+use brainmclip::model::calibration::Calibration;
+use brainmclip::train::calibrate::{
+    collect_responses, stimulus_features, CalibrateConfig, TargetMode,
+};
+use brainmclip::train::calibrate_run::run_calibration;
+use brainmclip::train::evaluate::{evaluate_decoding, single_object_positions, DecodingReport};
+
+#[derive(clap::Args)]
+pub struct CalibrateArgs {
+    /// The calibration file (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// Override `targets`: multi (BrainMCLIP) or final-only (the ablation).
+    #[arg(long, value_enum)]
+    targets: Option<TargetMode>,
+    /// Override the output folder.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    epochs: Option<usize>,
+}
+
+fn load(
+    config: &std::path::Path,
+    targets: Option<TargetMode>,
+    out: Option<PathBuf>,
+) -> Result<CalibrateConfig> {
+    let mut c = CalibrateConfig::load(config)?;
+    if let Some(t) = targets {
+        c.targets = t;
+    }
+    if let Some(o) = out {
+        c.out = o;
+    }
+    Ok(c)
+}
+
+fn print_decoding(name: &str, r: &DecodingReport) {
+    println!(
+        "{name}: semantic 2-way {} | pooled detail 2-way {} | top-1 among {} {} | layout probe R² {:.3} ({} fit / {} test images)",
+        r.semantic_identification,
+        r.detail_identification,
+        r.retrieval_candidates,
+        r.semantic_top1,
+        r.layout_probe_r2,
+        r.layout_probe_images.0,
+        r.layout_probe_images.1
+    );
+}
+
+pub fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
+    let mut config = load(&args.config, args.targets, args.out)?;
+    if let Some(e) = args.epochs {
+        config.train.epochs = e;
+    }
+    let report = run_calibration(&config, true)?;
+    for (part, count) in &report.parameters {
+        println!("  {part:<24} {count:>10} parameters");
+    }
+    println!(
+        "{} targets (layers {}-{}): {} training + {} validation trials, {} test images; best epoch {} of {} (val {:.4}), {:.0} samples/s, {:.0} s",
+        report.targets,
+        report.detail_layers.0,
+        report.detail_layers.1,
+        report.train_trials,
+        report.validation_trials,
+        report.test_images,
+        report.training.best_epoch,
+        report.training.epochs_run,
+        report.training.best_validation,
+        report.training.samples_per_s,
+        report.seconds
+    );
+    print_decoding("test", &report.test);
+    println!("wrote {}", config.out.display());
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// Calibration files to score (repeat for side by side), each with its `out` folder.
+    #[arg(long, required = true)]
+    config: Vec<PathBuf>,
+    /// Write the reports here as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+pub fn eval_cmd(args: EvalArgs) -> Result<()> {
+    let mut all = Vec::new();
+    for path in &args.config {
+        let config = CalibrateConfig::load(path)?;
+        let calibration = Calibration::<Flex>::load(&config.out, &FlexDevice)
+            .with_context(|| format!("{}: run calibrate first", path.display()))?;
+        let layers = calibration.info.detail_layers;
+        let features = stimulus_features(&config, layers)?;
+        let responses = collect_responses(&config)?;
+        let positions = single_object_positions(&config.bids.join("stimuli"))?;
+        let train_ids: Vec<String> = responses.train.iter().map(|r| r.stimulus.clone()).collect();
+        let (report, _) = evaluate_decoding(
+            &calibration,
+            &responses.test,
+            &train_ids,
+            &features,
+            &positions,
+        )?;
+        let name = format!(
+            "{} ({}, layers {}-{})",
+            config.out.display(),
+            calibration.info.targets,
+            layers.0,
+            layers.1
+        );
+        print_decoding(&name, &report);
+        all.push(serde_json::json!({"calibration": config.out, "targets": calibration.info.targets, "report": report}));
+    }
+    if let Some(path) = args.json {
+        brainmclip::atomic::write_atomic(&path, serde_json::to_string_pretty(&all)?.as_bytes())
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    Ok(())
+}

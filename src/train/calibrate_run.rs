@@ -1,0 +1,219 @@
+//! `calibrate` end to end: responses and targets gathered (`calibrate.rs`), normalisation
+//! fitted on the training trials, the projector trained (`projector_train.rs`), the calibration
+//! written (`model/calibration.rs`), then scored on the held-out test trials (`evaluate.rs`)
+//! into `report.json` with the loss curves in `loss.png`.
+
+use std::collections::HashMap;
+
+use burn::backend::Flex;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::calibrate::{
+    collect_responses, file_err, stimulus_features, CalibrateConfig, CalibrateError, Response,
+};
+use super::evaluate::{evaluate_decoding, single_object_positions, DecodingReport};
+use super::projector_train::{train_projector, DataShape, Dataset, TrainReport};
+use crate::features::FeatureSet;
+use crate::model::calibration::{
+    column_stats, standardise, Calibration, CalibrationInfo, Normalisation,
+};
+use crate::model::projector::ProjectorConfig;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CalibrationReport {
+    pub targets: String,
+    pub detail_layers: (usize, usize),
+    pub train_trials: usize,
+    pub validation_trials: usize,
+    pub test_images: usize,
+    pub parameters: Vec<(String, usize)>,
+    pub training: TrainReport,
+    pub test: DecodingReport,
+    pub seconds: f64,
+}
+
+/// Rows of `responses` with their targets, normalised by `norm`.
+fn dataset(
+    responses: &[Response],
+    features: &FeatureSet,
+    norm: &Normalisation,
+) -> Result<Dataset, CalibrateError> {
+    let row_of: HashMap<&str, usize> = features
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let mut ds = Dataset {
+        ids: Vec::new(),
+        detail: Vec::new(),
+        semantic: Vec::new(),
+        tokens: Vec::new(),
+        embedding: Vec::new(),
+        shape: DataShape {
+            detail_voxels: norm.detail_mean.len(),
+            semantic_voxels: norm.semantic_mean.len(),
+            tokens: features.tokens,
+            width: features.width,
+            dim: features.dim,
+        },
+    };
+    for r in responses {
+        let &row = row_of.get(r.stimulus.as_str()).ok_or_else(|| {
+            CalibrateError::Invalid(format!(
+                "stimulus {} is in the events but has no image in the stimuli folder",
+                r.stimulus
+            ))
+        })?;
+        ds.ids.push(r.stimulus.clone());
+        ds.detail.extend_from_slice(&r.detail);
+        ds.semantic.extend_from_slice(&r.semantic);
+        ds.tokens.extend_from_slice(features.detail_row(row));
+        ds.embedding.extend_from_slice(features.semantic_row(row));
+    }
+    let s = ds.shape;
+    standardise(&mut ds.detail, &norm.detail_mean, &norm.detail_std);
+    standardise(&mut ds.semantic, &norm.semantic_mean, &norm.semantic_std);
+    standardise(&mut ds.tokens, &norm.token_mean, &norm.token_std);
+    standardise(&mut ds.embedding, &norm.embedding_mean, &norm.embedding_std);
+    debug_assert_eq!(ds.tokens.len(), ds.len() * s.tokens * s.width);
+    Ok(ds)
+}
+
+/// Normalisation statistics of the training trials and their targets.
+fn fit_normalisation(
+    train: &[Response],
+    features: &FeatureSet,
+) -> Result<Normalisation, CalibrateError> {
+    let first = train
+        .first()
+        .ok_or_else(|| CalibrateError::Invalid("no training trials in the runs' events".into()))?;
+    let (vd, vs) = (first.detail.len(), first.semantic.len());
+    let detail: Vec<f32> = train
+        .iter()
+        .flat_map(|r| r.detail.iter().copied())
+        .collect();
+    let semantic: Vec<f32> = train
+        .iter()
+        .flat_map(|r| r.semantic.iter().copied())
+        .collect();
+    let row_of: HashMap<&str, usize> = features
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let mut tokens = Vec::new();
+    let mut embedding = Vec::new();
+    for r in train {
+        if let Some(&row) = row_of.get(r.stimulus.as_str()) {
+            tokens.extend_from_slice(features.detail_row(row));
+            embedding.extend_from_slice(features.semantic_row(row));
+        }
+    }
+    let (detail_mean, detail_std) = column_stats(&detail, vd);
+    let (semantic_mean, semantic_std) = column_stats(&semantic, vs);
+    let (token_mean, token_std) = column_stats(&tokens, features.width);
+    let (embedding_mean, embedding_std) = column_stats(&embedding, features.dim);
+    Ok(Normalisation {
+        detail_mean,
+        detail_std,
+        semantic_mean,
+        semantic_std,
+        token_mean,
+        token_std,
+        embedding_mean,
+        embedding_std,
+    })
+}
+
+/// Calibrates and evaluates; everything lands in `config.out`.
+pub fn run_calibration(
+    config: &CalibrateConfig,
+    progress: bool,
+) -> Result<CalibrationReport, CalibrateError> {
+    let started = std::time::Instant::now();
+    let layers = config.layers()?;
+    let features = stimulus_features(config, layers)?;
+    let responses = collect_responses(config)?;
+    let norm = fit_normalisation(&responses.train, &features)?;
+    let all = dataset(&responses.train, &features, &norm)?;
+    let mut order: Vec<usize> = (0..all.len()).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(config.train.seed));
+    let n_val = ((all.len() as f64 * config.train.validation_fraction).round() as usize)
+        .clamp(2, all.len().saturating_sub(2).max(2));
+    let (val_rows, train_rows) = order.split_at(n_val.min(order.len()));
+    let (train, validation) = (all.subset(train_rows), all.subset(val_rows));
+    let s = all.shape;
+    let projector = ProjectorConfig {
+        detail_voxels: s.detail_voxels,
+        semantic_voxels: s.semantic_voxels,
+        embed_dim: config.model.embed_dim,
+        blocks: config.model.blocks,
+        dropout: config.model.dropout,
+        detail_tokens: s.tokens,
+        detail_width: s.width,
+        token_rank: config.model.token_rank,
+        semantic_dim: s.dim,
+    };
+    let (model, training) = train_projector(
+        config,
+        &projector,
+        &train,
+        &validation,
+        &config.out,
+        progress,
+    )?;
+    let parameters = model
+        .parameter_counts()
+        .into_iter()
+        .map(|(n, c)| (n.to_string(), c))
+        .collect();
+    let info = CalibrationInfo {
+        projector,
+        targets: serde_json::to_value(config.targets)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        detail_layers: layers,
+        encoder: config.encoder.display().to_string(),
+        subject: config.subject.clone(),
+    };
+    Calibration::<Flex>::save(&config.out, &info, &norm, &model)
+        .map_err(|e| file_err(&config.out, e))?;
+    let calibration = Calibration::<Flex>::load(&config.out, &Default::default())
+        .map_err(|e| file_err(&config.out, e))?;
+    let positions = single_object_positions(&config.bids.join("stimuli"))?;
+    let train_ids: Vec<String> = responses.train.iter().map(|r| r.stimulus.clone()).collect();
+    let (test, _) = evaluate_decoding(
+        &calibration,
+        &responses.test,
+        &train_ids,
+        &features,
+        &positions,
+    )?;
+    let report = CalibrationReport {
+        targets: info.targets.clone(),
+        detail_layers: layers,
+        train_trials: train.len(),
+        validation_trials: validation.len(),
+        test_images: responses.test.len(),
+        parameters,
+        training,
+        test,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let path = config.out.join("report.json");
+    let text = serde_json::to_string_pretty(&report).map_err(|e| file_err(&path, e))?;
+    crate::atomic::write_atomic(&path, text.as_bytes()).map_err(|e| file_err(&path, e))?;
+    let curves = vec![
+        report.training.log.iter().map(|l| l.train).collect(),
+        report.training.log.iter().map(|l| l.validation).collect(),
+    ];
+    let png = config.out.join("loss.png");
+    super::plot::plot_series(&png, &curves, true).map_err(|m| file_err(&png, m))?;
+    Ok(report)
+}

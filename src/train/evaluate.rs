@@ -1,0 +1,167 @@
+//! Decoding quality of a calibration on its held-out test trials (repeats averaged): 2-way
+//! identification of the semantic embedding and of the pooled detail tokens, top-1 retrieval
+//! among 100 candidates, and a layout probe — a ridge map from the *true* detail tokens of
+//! training images to object position, applied to the *predicted* tokens of test images — which
+//! is what tells intermediate-layer targets (BrainMCLIP) from final-layer ones. Pixel metrics
+//! (PixCorr, SSIM) need the generator and are added by `eval --generator`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::backend::flex::FlexDevice;
+use burn::backend::Flex;
+use serde::Serialize;
+
+use super::calibrate::{file_err, CalibrateError, Response};
+use super::probe::{ridge_probe_r2, Rows};
+use crate::features::FeatureSet;
+use crate::metrics::{bootstrap, top_k_retrieval, two_way_identification, Estimate};
+use crate::model::calibration::{Calibration, Decoded};
+use crate::tsv::Table;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DecodingReport {
+    pub test_images: usize,
+    pub semantic_identification: Estimate,
+    pub detail_identification: Estimate,
+    pub retrieval_candidates: usize,
+    pub semantic_top1: Estimate,
+    /// Test R² of object position read from the predicted detail tokens (single-object images).
+    pub layout_probe_r2: f64,
+    pub layout_probe_images: (usize, usize),
+}
+
+/// Object positions of single-object stimuli, from the simulator's `stimuli/stimuli.tsv`.
+pub fn single_object_positions(
+    stimuli_dir: &Path,
+) -> Result<HashMap<String, [f64; 2]>, CalibrateError> {
+    let path = stimuli_dir.join("stimuli.tsv");
+    if !path.exists() {
+        return Ok(HashMap::new());
+    }
+    let table = Table::read(&path).map_err(|m| file_err(&path, m))?;
+    let expected = "simulator stimulus table (stim_id, n_objects, objects)";
+    let id = table
+        .column("stim_id", expected)
+        .map_err(|m| file_err(&path, m))?;
+    let n = table
+        .column("n_objects", expected)
+        .map_err(|m| file_err(&path, m))?;
+    let objects = table
+        .column("objects", expected)
+        .map_err(|m| file_err(&path, m))?;
+    let pattern = regex::Regex::new(r"\(([-\d.]+),([-\d.]+)\)").map_err(|e| file_err(&path, e))?;
+    let mut out = HashMap::new();
+    for (_, cells) in table.rows() {
+        let (Some(i), Some(k), Some(o)) = (cells.get(id), cells.get(n), cells.get(objects)) else {
+            continue;
+        };
+        if k != "1" {
+            continue;
+        }
+        if let Some(c) = pattern.captures(o) {
+            if let (Ok(x), Ok(y)) = (c[1].parse(), c[2].parse()) {
+                out.insert(i.clone(), [x, y]);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn pooled(tokens: &[f32], width: usize) -> Vec<f32> {
+    let t = tokens.len() / width.max(1);
+    (0..width)
+        .map(|c| (0..t).map(|k| tokens[k * width + c]).sum::<f32>() / t.max(1) as f32)
+        .collect()
+}
+
+/// Decodes the test responses and scores them against the stimuli's true features.
+pub fn evaluate_decoding(
+    calibration: &Calibration<Flex>,
+    test: &[Response],
+    train_ids: &[String],
+    features: &FeatureSet,
+    positions: &HashMap<String, [f64; 2]>,
+) -> Result<(DecodingReport, Vec<Decoded>), CalibrateError> {
+    let row_of: HashMap<&str, usize> = features
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let rows: Vec<usize> = test
+        .iter()
+        .map(|r| {
+            row_of.get(r.stimulus.as_str()).copied().ok_or_else(|| {
+                CalibrateError::Invalid(format!("no features for test stimulus {}", r.stimulus))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let detail: Vec<f32> = test.iter().flat_map(|r| r.detail.iter().copied()).collect();
+    let semantic: Vec<f32> = test
+        .iter()
+        .flat_map(|r| r.semantic.iter().copied())
+        .collect();
+    let decoded = calibration.decode(&detail, &semantic, &FlexDevice);
+    let width = features.width;
+    let pred_sem: Vec<Vec<f32>> = decoded.iter().map(|d| d.embedding.clone()).collect();
+    let true_sem: Vec<Vec<f32>> = rows
+        .iter()
+        .map(|&r| features.semantic_row(r).to_vec())
+        .collect();
+    let pred_pool: Vec<Vec<f32>> = decoded
+        .iter()
+        .map(|d| pooled(&d.detail_tokens, width))
+        .collect();
+    let true_pool: Vec<Vec<f32>> = rows
+        .iter()
+        .map(|&r| pooled(features.detail_row(r), width))
+        .collect();
+    let candidates = 100.min(test.len());
+    // Layout probe: fit on true tokens of single-object training images, test on predictions.
+    let mut probe_rows: Vec<f32> = Vec::new();
+    let mut probe_y: Vec<[f64; 2]> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for id in train_ids {
+        if let (Some(p), Some(&r)) = (positions.get(id), row_of.get(id.as_str())) {
+            if seen.insert(id.clone()) {
+                probe_rows.extend_from_slice(features.detail_row(r));
+                probe_y.push(*p);
+            }
+        }
+    }
+    let n_fit = probe_y.len();
+    for (r, d) in test.iter().zip(&decoded) {
+        if let Some(p) = positions.get(&r.stimulus) {
+            probe_rows.extend_from_slice(&d.detail_tokens);
+            probe_y.push(*p);
+        }
+    }
+    let n_test = probe_y.len() - n_fit;
+    let layout_probe_r2 = if n_fit >= 10 && n_test >= 3 {
+        ridge_probe_r2(
+            &Rows {
+                data: &probe_rows,
+                cols: features.tokens * width,
+            },
+            &probe_y,
+            n_fit,
+        )
+    } else {
+        f64::NAN
+    };
+    let report = DecodingReport {
+        test_images: test.len(),
+        semantic_identification: bootstrap(&two_way_identification(&pred_sem, &true_sem), 1000, 1),
+        detail_identification: bootstrap(&two_way_identification(&pred_pool, &true_pool), 1000, 2),
+        retrieval_candidates: candidates,
+        semantic_top1: bootstrap(
+            &top_k_retrieval(&pred_sem, &true_sem, candidates, 1, 3),
+            1000,
+            4,
+        ),
+        layout_probe_r2,
+        layout_probe_images: (n_fit, n_test),
+    };
+    Ok((report, decoded))
+}

@@ -1,0 +1,312 @@
+//! The projector's training loop: normalisation fitted on the training trials, AdamW with a
+//! warm-up and cosine schedule, a validation split with early stopping (the best epoch is
+//! kept), per-term loss curves, checkpoints every epoch and resume.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::backend::flex::FlexDevice;
+use burn::backend::{Autodiff, Flex};
+use burn::module::AutodiffModule;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+
+use super::calibrate::{CalibrateConfig, CalibrateError};
+use super::checkpoint;
+use crate::model::loss::projector_loss;
+use crate::model::projector::{Projector, ProjectorConfig};
+
+type Train = Autodiff<Flex>;
+type Optim = burn::optim::adaptor::OptimizerAdaptor<burn::optim::AdamW, Projector<Train>, Train>;
+
+/// Inputs and targets as flat rows, already normalised.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub ids: Vec<String>,
+    pub detail: Vec<f32>,
+    pub semantic: Vec<f32>,
+    pub tokens: Vec<f32>,
+    pub embedding: Vec<f32>,
+    pub shape: DataShape,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DataShape {
+    pub detail_voxels: usize,
+    pub semantic_voxels: usize,
+    pub tokens: usize,
+    pub width: usize,
+    pub dim: usize,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Rows `rows` as tensors: detail, semantic, tokens, embedding.
+    pub fn batch<B: Backend>(
+        &self,
+        rows: &[usize],
+        device: &B::Device,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 3>, Tensor<B, 2>) {
+        let s = self.shape;
+        let n = rows.len();
+        let take = |v: &[f32], w: usize| -> Vec<f32> {
+            rows.iter()
+                .flat_map(|&r| v[r * w..(r + 1) * w].iter().copied())
+                .collect()
+        };
+        let tc = s.tokens * s.width;
+        (
+            Tensor::from_data(
+                TensorData::new(take(&self.detail, s.detail_voxels), [n, s.detail_voxels]),
+                device,
+            ),
+            Tensor::from_data(
+                TensorData::new(
+                    take(&self.semantic, s.semantic_voxels),
+                    [n, s.semantic_voxels],
+                ),
+                device,
+            ),
+            Tensor::from_data(
+                TensorData::new(take(&self.tokens, tc), [n, s.tokens, s.width]),
+                device,
+            ),
+            Tensor::from_data(
+                TensorData::new(take(&self.embedding, s.dim), [n, s.dim]),
+                device,
+            ),
+        )
+    }
+
+    /// The subset `rows`, in that order.
+    pub fn subset(&self, rows: &[usize]) -> Dataset {
+        let s = self.shape;
+        let take = |v: &[f32], w: usize| -> Vec<f32> {
+            rows.iter()
+                .flat_map(|&r| v[r * w..(r + 1) * w].iter().copied())
+                .collect()
+        };
+        Dataset {
+            ids: rows.iter().map(|&r| self.ids[r].clone()).collect(),
+            detail: take(&self.detail, s.detail_voxels),
+            semantic: take(&self.semantic, s.semantic_voxels),
+            tokens: take(&self.tokens, s.tokens * s.width),
+            embedding: take(&self.embedding, s.dim),
+            shape: s,
+        }
+    }
+}
+
+/// One epoch's losses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub train: f64,
+    pub validation: f64,
+    /// Unweighted validation terms.
+    pub terms: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    settings: serde_json::Value,
+    epochs_done: usize,
+    best_epoch: usize,
+    best_validation: f64,
+    log: Vec<EpochLog>,
+}
+
+/// What training did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+    pub best_validation: f64,
+    pub stopped_early: bool,
+    pub resumed_from: usize,
+    pub samples_per_s: f64,
+    pub log: Vec<EpochLog>,
+}
+
+fn scalar(t: Tensor<Train, 1>) -> f64 {
+    t.into_scalar().elem::<f64>()
+}
+
+/// Validation losses of the model in evaluation mode (no dropout).
+fn validate(
+    model: &Projector<Flex>,
+    data: &Dataset,
+    config: &CalibrateConfig,
+) -> (f64, BTreeMap<String, f64>) {
+    let device = FlexDevice;
+    let rows: Vec<usize> = (0..data.len()).collect();
+    let (d, s, t, e) = data.batch::<Flex>(&rows, &device);
+    let out = model.forward(d.clone(), s.clone());
+    let loss = projector_loss(model, &out, d, s, t, e, &config.loss);
+    let terms = loss
+        .terms
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v.into_scalar().elem::<f64>()))
+        .collect();
+    (loss.total.into_scalar().elem::<f64>(), terms)
+}
+
+/// Trains the projector on `train`, early-stopping on `validation`; checkpoints in
+/// `out/checkpoint`. Returns the best model (evaluation mode) and the report.
+pub fn train_projector(
+    config: &CalibrateConfig,
+    projector: &ProjectorConfig,
+    train: &Dataset,
+    validation: &Dataset,
+    out: &Path,
+    progress: bool,
+) -> Result<(Projector<Flex>, TrainReport), CalibrateError> {
+    let t = &config.train;
+    let device = FlexDevice;
+    // Everything that decides the weights; a checkpoint made with other settings is refused.
+    let settings = serde_json::json!({
+        "projector": projector, "loss": config.loss, "train": t,
+        "targets": config.targets, "train_rows": train.len(), "validation_rows": validation.len(),
+    });
+    let fresh = crate::model::seeded_init(&device, t.seed, || projector.init::<Train>(&device));
+    let adamw = || -> Optim {
+        AdamWConfig::new()
+            .with_weight_decay(t.weight_decay as f32)
+            .with_epsilon(1e-8)
+            .init()
+    };
+    let dir = out.join("checkpoint");
+    let accept = |s: &State| {
+        if s.settings == settings {
+            Ok(())
+        } else {
+            Err("this checkpoint was made with other calibration settings or data; remove it or use another output folder".to_string())
+        }
+    };
+    let ckpt_err = |e: checkpoint::CheckpointError| CalibrateError::File {
+        path: e.path,
+        message: e.message,
+    };
+    let (mut model, mut optim, mut state) =
+        match checkpoint::load(&dir, fresh.clone(), adamw(), &device, accept).map_err(ckpt_err)? {
+            Some(found) => found,
+            None => (
+                fresh,
+                adamw(),
+                State {
+                    settings: settings.clone(),
+                    epochs_done: 0,
+                    best_epoch: 0,
+                    best_validation: f64::INFINITY,
+                    log: Vec::new(),
+                },
+            ),
+        };
+    let best_path = dir.join("best");
+    let recorder = burn::record::NamedMpkFileRecorder::<burn::record::FullPrecisionSettings>::new();
+    let resumed_from = state.epochs_done;
+    let steps_per_epoch = train.len().div_ceil(t.batch.max(1));
+    let total_steps = (t.epochs * steps_per_epoch).max(1);
+    let warmup = (total_steps / 20).max(1);
+    let lr_at = |step: usize| {
+        if step < warmup {
+            t.learning_rate * (step + 1) as f64 / warmup as f64
+        } else {
+            let x = (step - warmup) as f64 / (total_steps - warmup).max(1) as f64;
+            t.learning_rate
+                * (0.02 + 0.98 * 0.5 * (1.0 + (std::f64::consts::PI * x.min(1.0)).cos()))
+        }
+    };
+    let noise = Normal::new(0.0f32, t.input_noise.max(0.0) as f32)
+        .map_err(|e| CalibrateError::Invalid(format!("train.input_noise: {e}")))?;
+    let bar = super::progress_bar(progress, t.epochs as u64, "calibrate");
+    bar.set_position(resumed_from as u64);
+    let started = std::time::Instant::now();
+    let mut seen = 0usize;
+    let mut stopped_early = false;
+    for epoch in resumed_from..t.epochs {
+        if epoch - state.best_epoch > t.patience && epoch > 0 && state.best_validation.is_finite() {
+            stopped_early = true;
+            break;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(t.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        order.shuffle(&mut rng);
+        let mut total = 0.0;
+        for (i, rows) in order.chunks(t.batch.max(2)).enumerate() {
+            if rows.len() < 2 {
+                continue;
+            }
+            let (d, s, tok, emb) = train.batch::<Train>(rows, &device);
+            let jitter = |x: Tensor<Train, 2>, rng: &mut ChaCha8Rng| {
+                let dims = x.dims();
+                let n: Vec<f32> = (0..dims[0] * dims[1]).map(|_| noise.sample(rng)).collect();
+                x + Tensor::from_data(TensorData::new(n, dims), &device)
+            };
+            let (d, s) = (jitter(d, &mut rng), jitter(s, &mut rng));
+            let out = model.forward(d.clone(), s.clone());
+            let loss = projector_loss(&model, &out, d, s, tok, emb, &config.loss).total;
+            total += scalar(loss.clone()) * rows.len() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr_at(epoch * steps_per_epoch + i), model, grads);
+            seen += rows.len();
+        }
+        let (val, terms) = validate(&model.valid(), validation, config);
+        state.log.push(EpochLog {
+            epoch,
+            train: total / train.len().max(1) as f64,
+            validation: val,
+            terms,
+        });
+        if val < state.best_validation {
+            // Replaced, not overwritten in place (and without burn warning about it).
+            let _ = std::fs::remove_file(best_path.with_extension("mpk"));
+            state.best_validation = val;
+            state.best_epoch = epoch;
+            model
+                .valid()
+                .save_file(&best_path, &recorder)
+                .map_err(|e| crate::train::calibrate::file_err(&best_path, e))?;
+        }
+        state.epochs_done = epoch + 1;
+        checkpoint::save(&dir, &model, &optim, &state).map_err(ckpt_err)?;
+        bar.set_message(format!(
+            "val {val:.4} (best {:.4} @ {})",
+            state.best_validation, state.best_epoch
+        ));
+        bar.inc(1);
+    }
+    bar.finish();
+    let best = projector
+        .init::<Flex>(&device)
+        .load_file(&best_path, &recorder, &device)
+        .map_err(|e| crate::train::calibrate::file_err(&best_path, e))?;
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok((
+        best,
+        TrainReport {
+            epochs_run: state.epochs_done,
+            best_epoch: state.best_epoch,
+            best_validation: state.best_validation,
+            stopped_early: stopped_early || state.epochs_done < t.epochs,
+            resumed_from,
+            samples_per_s: if elapsed > 0.0 {
+                seen as f64 / elapsed
+            } else {
+                0.0
+            },
+            log: state.log,
+        },
+    ))
+}
