@@ -69,6 +69,8 @@ enum Command {
     Simulate(SimulateArgs),
     /// Train the demo world's own CLIP on simulator images and captions (resumable).
     TrainEncoder(cli::train::TrainEncoderArgs),
+    /// Train the few-step diffusion decoder on simulator images and the encoder's features.
+    TrainGenerator(cli::train::TrainGeneratorArgs),
     /// Train a subject's projector from BIDS runs, stimuli and an encoder; score it on test runs.
     Calibrate(cli::calibrate::CalibrateArgs),
     /// Score calibrations on their held-out test trials, side by side.
@@ -579,6 +581,7 @@ fn main() -> Result<()> {
         } => run(config, dir, replay, speed)?,
         Command::Simulate(args) => simulate(args)?,
         Command::TrainEncoder(args) => cli::train::train_encoder_cmd(args)?,
+        Command::TrainGenerator(args) => cli::train::train_generator_cmd(args)?,
         Command::Calibrate(args) => cli::calibrate::calibrate_cmd(args)?,
         Command::Eval(args) => cli::calibrate::eval_cmd(args)?,
         Command::Features {

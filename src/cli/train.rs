@@ -103,3 +103,107 @@ pub fn train_encoder_cmd(args: TrainEncoderArgs) -> Result<()> {
         .with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(())
 }
+
+#[derive(clap::Args)]
+pub struct TrainGeneratorArgs {
+    /// The encoder whose features condition the generator (a Hugging Face CLIP folder).
+    #[arg(long)]
+    encoder: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    /// A TOML file of training settings; flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    steps: Option<usize>,
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Stop after this many steps in this run; run again to resume.
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Only evaluate the finished generator in --out.
+    #[arg(long)]
+    eval_only: bool,
+    /// Held-out images to evaluate on.
+    #[arg(long, default_value_t = 100)]
+    eval_images: usize,
+    /// Classifier-free guidance scale for the evaluation.
+    #[arg(long, default_value_t = 1.0)]
+    guidance: f64,
+}
+
+pub fn train_generator_cmd(args: TrainGeneratorArgs) -> Result<()> {
+    use brainmclip::train::generator::{
+        load_generator, train_generator, Conditioner, GeneratorJob, GeneratorTrainConfig,
+    };
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("{}: cannot read", path.display()))?;
+            toml::from_str::<GeneratorTrainConfig>(&text)
+                .with_context(|| format!("{}: not a generator training config", path.display()))?
+        }
+        None => GeneratorTrainConfig::default(),
+    };
+    if let Some(s) = args.steps {
+        config.steps = s;
+    }
+    if let Some(b) = args.batch {
+        config.batch = b;
+    }
+    if !args.eval_only {
+        let started = Instant::now();
+        let summary = train_generator(&GeneratorJob {
+            encoder: args.encoder.clone(),
+            config: config.clone(),
+            out: args.out.clone(),
+            max_steps: args.max_steps,
+            progress: true,
+        })?;
+        let last: Vec<f32> = summary.losses.iter().rev().take(50).map(|l| l.1).collect();
+        println!(
+            "steps {} of {} (resumed from {}), {} parameters, {:.2} s/step, mean loss of the last 50 {:.4}, {:.0} s",
+            summary.steps_done,
+            config.steps,
+            summary.resumed_from,
+            summary.parameters,
+            summary.seconds_per_step,
+            last.iter().sum::<f32>() / last.len().max(1) as f32,
+            started.elapsed().as_secs_f64()
+        );
+        if !summary.complete {
+            println!("stopped early: run the same command again to resume");
+            return Ok(());
+        }
+    }
+    let (info, model) = load_generator::<Flex>(&args.out, &FlexDevice)?;
+    let conditioner = Conditioner::load(&args.encoder)?;
+    let eval = brainmclip::train::generator_eval::evaluate_generator(
+        &model,
+        &conditioner,
+        info.generator.image_size,
+        args.eval_images,
+        4,
+        50,
+        args.guidance,
+    )?;
+    for r in [&eval.few, &eval.many] {
+        println!(
+            "{} steps: PixCorr {} SSIM {} 2-way identification {}",
+            r.steps, r.pixcorr, r.ssim, r.identification
+        );
+    }
+    println!(
+        "4 vs 50 steps: PixCorr {:.3}, SSIM {:.3}",
+        eval.few_vs_many_pixcorr, eval.few_vs_many_ssim
+    );
+    let report = serde_json::json!({
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "info": info,
+        "evaluation": eval,
+    });
+    let path = args.out.join("training.json");
+    brainmclip::atomic::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}

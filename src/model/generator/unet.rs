@@ -1,0 +1,341 @@
+//! The conditional UNet: residual blocks (GroupNorm, SiLU, 3×3 convolutions) whose second norm
+//! is modulated (scale, shift) by the timestep + semantic embedding; the detail tokens' patch
+//! grid, 1×1-projected and resized, added at the start of every level on the way down and up;
+//! self-attention at the lowest resolution; v-prediction output.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{
+    GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d,
+};
+use burn::prelude::*;
+use burn::tensor::activation::silu;
+use burn::tensor::module::{attention, interpolate};
+use burn::tensor::ops::{AttentionModuleOptions, InterpolateMode, InterpolateOptions};
+
+use super::{Condition, GeneratorConfig};
+
+fn conv<B: Backend>(i: usize, o: usize, k: usize, stride: usize, device: &B::Device) -> Conv2d<B> {
+    Conv2dConfig::new([i, o], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2))
+        .init(device)
+}
+
+fn norm<B: Backend>(groups: usize, c: usize, device: &B::Device) -> GroupNorm<B> {
+    GroupNormConfig::new(groups.min(c), c).init(device)
+}
+
+#[derive(Module, Debug)]
+pub struct ResBlock<B: Backend> {
+    norm1: GroupNorm<B>,
+    conv1: Conv2d<B>,
+    modulation: Linear<B>,
+    norm2: GroupNorm<B>,
+    conv2: Conv2d<B>,
+    skip: Option<Conv2d<B>>,
+}
+
+impl<B: Backend> ResBlock<B> {
+    fn new(i: usize, o: usize, embed: usize, groups: usize, device: &B::Device) -> Self {
+        ResBlock {
+            norm1: norm(groups, i, device),
+            conv1: conv(i, o, 3, 1, device),
+            modulation: LinearConfig::new(embed, 2 * o).init(device),
+            norm2: norm(groups, o, device),
+            conv2: conv(o, o, 3, 1, device),
+            skip: (i != o).then(|| conv(i, o, 1, 1, device)),
+        }
+    }
+
+    fn forward(&self, x: Tensor<B, 4>, emb: Tensor<B, 2>) -> Tensor<B, 4> {
+        let h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let [b, c, _, _] = h.dims();
+        let m = self.modulation.forward(silu(emb)).reshape([b, 2 * c, 1, 1]);
+        let scale = m.clone().slice([0..b, 0..c, 0..1, 0..1]);
+        let shift = m.slice([0..b, c..2 * c, 0..1, 0..1]);
+        let h = self.norm2.forward(h) * (scale + 1.0) + shift;
+        let h = self.conv2.forward(silu(h));
+        let x = match &self.skip {
+            Some(s) => s.forward(x),
+            None => x,
+        };
+        x + h
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct SelfAttention<B: Backend> {
+    norm: GroupNorm<B>,
+    qkv: Conv2d<B>,
+    out: Conv2d<B>,
+    heads: usize,
+}
+
+impl<B: Backend> SelfAttention<B> {
+    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [b, c, h, w] = x.dims();
+        let qkv = self.qkv.forward(self.norm.forward(x.clone())); // [b, 3c, h, w]
+        let d = c / self.heads;
+        let part = |k: usize| {
+            qkv.clone()
+                .slice([0..b, k * c..(k + 1) * c, 0..h, 0..w])
+                .reshape([b, self.heads, d, h * w])
+                .swap_dims(2, 3)
+        };
+        let y = attention(
+            part(0),
+            part(1),
+            part(2),
+            None,
+            None,
+            AttentionModuleOptions::default(),
+        );
+        let y = y.swap_dims(2, 3).reshape([b, c, h, w]);
+        x + self.out.forward(y)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Level<B: Backend> {
+    blocks: Vec<ResBlock<B>>,
+    /// 1×1 projection of the token grid to this level's channels.
+    tokens: Conv2d<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct UNet<B: Backend> {
+    input: Conv2d<B>,
+    time1: Linear<B>,
+    time2: Linear<B>,
+    semantic_norm: LayerNorm<B>,
+    semantic: Linear<B>,
+    token_norm: LayerNorm<B>,
+    down: Vec<Level<B>>,
+    downsample: Vec<Conv2d<B>>,
+    middle1: ResBlock<B>,
+    middle_attention: Option<SelfAttention<B>>,
+    middle2: ResBlock<B>,
+    up: Vec<Level<B>>,
+    upsample: Vec<Conv2d<B>>,
+    out_norm: GroupNorm<B>,
+    output: Conv2d<B>,
+    unshuffle: usize,
+    grid: usize,
+    embed_dim: usize,
+}
+
+pub(super) fn build<B: Backend>(c: &GeneratorConfig, device: &B::Device) -> UNet<B> {
+    let pixels = 3 * c.unshuffle * c.unshuffle;
+    let e = c.embed_dim;
+    let ch = &c.channels;
+    let top = ch[0];
+    let level = |i: usize, o: usize, n: usize| Level {
+        blocks: (0..n)
+            .map(|k| ResBlock::new(if k == 0 { i } else { o }, o, e, c.groups, device))
+            .collect(),
+        tokens: conv(c.token_width, i, 1, 1, device),
+    };
+    let down: Vec<Level<B>> = (0..ch.len())
+        .map(|l| level(if l == 0 { top } else { ch[l - 1] }, ch[l], c.blocks))
+        .collect();
+    let downsample = (1..ch.len())
+        .map(|l| conv(ch[l - 1], ch[l - 1], 3, 2, device))
+        .collect();
+    let bottom = *ch.last().unwrap_or(&top);
+    // Up levels take the concatenated skip (their own channels twice).
+    let up: Vec<Level<B>> = (0..ch.len())
+        .rev()
+        .map(|l| {
+            let from = if l + 1 == ch.len() { bottom } else { ch[l + 1] };
+            level(from + ch[l], ch[l], c.blocks)
+        })
+        .collect();
+    let upsample = (1..ch.len())
+        .rev()
+        .map(|l| conv(ch[l], ch[l], 3, 1, device))
+        .collect();
+    UNet {
+        input: conv(pixels, top, 3, 1, device),
+        time1: LinearConfig::new(e, e).init(device),
+        time2: LinearConfig::new(e, e).init(device),
+        semantic_norm: LayerNormConfig::new(c.semantic_dim).init(device),
+        semantic: LinearConfig::new(c.semantic_dim, e).init(device),
+        token_norm: LayerNormConfig::new(c.token_width).init(device),
+        down,
+        downsample,
+        middle1: ResBlock::new(bottom, bottom, e, c.groups, device),
+        middle_attention: c.attention.then(|| SelfAttention {
+            norm: norm(c.groups, bottom, device),
+            qkv: conv(bottom, 3 * bottom, 1, 1, device),
+            out: conv(bottom, bottom, 1, 1, device),
+            heads: 4.min(bottom),
+        }),
+        middle2: ResBlock::new(bottom, bottom, e, c.groups, device),
+        up,
+        upsample,
+        out_norm: norm(c.groups, top, device),
+        output: conv(top, pixels, 3, 1, device),
+        unshuffle: c.unshuffle,
+        grid: c.token_grid,
+        embed_dim: e,
+    }
+}
+
+/// [b, 3, s, s] → [b, 3·f², s/f, s/f].
+pub fn pixel_unshuffle<B: Backend>(x: Tensor<B, 4>, f: usize) -> Tensor<B, 4> {
+    if f == 1 {
+        return x;
+    }
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c, h / f, f, w / f, f])
+        .permute([0, 1, 3, 5, 2, 4])
+        .reshape([b, c * f * f, h / f, w / f])
+}
+
+/// The inverse of `pixel_unshuffle`.
+pub fn pixel_shuffle<B: Backend>(x: Tensor<B, 4>, f: usize) -> Tensor<B, 4> {
+    if f == 1 {
+        return x;
+    }
+    let [b, cff, h, w] = x.dims();
+    let c = cff / (f * f);
+    x.reshape([b, c, f, f, h, w])
+        .permute([0, 1, 4, 2, 5, 3])
+        .reshape([b, c, h * f, w * f])
+}
+
+fn timestep_embedding<B: Backend>(t: Tensor<B, 1>, dim: usize) -> Tensor<B, 2> {
+    let [b] = t.dims();
+    let half = dim / 2;
+    let device = t.device();
+    let freqs: Vec<f32> = (0..half)
+        .map(|i| (-(10_000f32.ln()) * i as f32 / half as f32).exp() * 1000.0)
+        .collect();
+    let freqs =
+        Tensor::<B, 1>::from_data(TensorData::new(freqs, [half]), &device).reshape([1, half]);
+    let args = t.reshape([b, 1]) * freqs;
+    Tensor::cat(vec![args.clone().cos(), args.sin()], 1)
+}
+
+impl<B: Backend> UNet<B> {
+    /// The token grid as a feature map [b, width, grid, grid] (class token dropped).
+    fn token_map(&self, tokens: Tensor<B, 3>) -> Tensor<B, 4> {
+        let [b, t, c] = tokens.dims();
+        let g = self.grid;
+        let grid = self
+            .token_norm
+            .forward(tokens)
+            .slice([0..b, t - g * g..t, 0..c]);
+        grid.swap_dims(1, 2).reshape([b, c, g, g])
+    }
+
+    fn inject(&self, level: &Level<B>, h: Tensor<B, 4>, map: &Tensor<B, 4>) -> Tensor<B, 4> {
+        let [_, _, hh, ww] = h.dims();
+        let projected = level.tokens.forward(map.clone());
+        let resized = interpolate(
+            projected,
+            [hh, ww],
+            InterpolateOptions {
+                mode: InterpolateMode::Bilinear,
+                align_corners: false,
+            },
+        );
+        h + resized
+    }
+
+    /// Predicts v for noisy images `x` [b, 3, s, s] at times `t` [b] in 0..1.
+    pub fn forward(&self, x: Tensor<B, 4>, t: Tensor<B, 1>, cond: &Condition<B>) -> Tensor<B, 4> {
+        let emb = self.time2.forward(silu(
+            self.time1.forward(timestep_embedding(t, self.embed_dim)),
+        )) + self
+            .semantic
+            .forward(self.semantic_norm.forward(cond.semantic.clone()));
+        let map = self.token_map(cond.tokens.clone());
+        let mut h = self.input.forward(pixel_unshuffle(x, self.unshuffle));
+        let mut skips = Vec::new();
+        for (l, level) in self.down.iter().enumerate() {
+            h = self.inject(level, h, &map);
+            for block in &level.blocks {
+                h = block.forward(h, emb.clone());
+            }
+            skips.push(h.clone());
+            if let Some(down) = self.downsample.get(l) {
+                h = down.forward(h);
+            }
+        }
+        h = self.middle1.forward(h, emb.clone());
+        if let Some(a) = &self.middle_attention {
+            h = a.forward(h);
+        }
+        h = self.middle2.forward(h, emb.clone());
+        for (k, level) in self.up.iter().enumerate() {
+            let skip = skips.pop().unwrap_or_else(|| h.clone());
+            let [_, _, sh, sw] = skip.dims();
+            let [_, _, hh, _] = h.dims();
+            if hh != sh {
+                h = interpolate(
+                    h,
+                    [sh, sw],
+                    InterpolateOptions::new(InterpolateMode::Nearest),
+                );
+                if let Some(up) = self.upsample.get(k - 1) {
+                    h = up.forward(h);
+                }
+            }
+            h = Tensor::cat(vec![h, skip], 1);
+            h = self.inject(level, h, &map);
+            for block in &level.blocks {
+                h = block.forward(h, emb.clone());
+            }
+        }
+        let out = self.output.forward(silu(self.out_norm.forward(h)));
+        pixel_shuffle(out, self.unshuffle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::flex::FlexDevice;
+    use burn::backend::Flex;
+
+    #[test]
+    fn pixel_shuffle_inverts_unshuffle_and_groups_2x2_blocks() {
+        let values: Vec<f32> = (0..2 * 3 * 4 * 4).map(|v| v as f32).collect();
+        let x = Tensor::<Flex, 4>::from_data(
+            TensorData::new(values.clone(), [2, 3, 4, 4]),
+            &FlexDevice,
+        );
+        let u = pixel_unshuffle(x, 2);
+        assert_eq!(u.dims(), [2, 12, 2, 2]);
+        // Channel 0 of the unshuffled image is the top-left pixel of each 2×2 block of channel 0.
+        let u0: Vec<f32> = u
+            .clone()
+            .slice([0..1, 0..1, 0..2, 0..2])
+            .into_data()
+            .to_vec()
+            .unwrap();
+        assert_eq!(u0, vec![0.0, 2.0, 8.0, 10.0]);
+        let back: Vec<f32> = pixel_shuffle(u, 2).into_data().to_vec().unwrap();
+        assert_eq!(back, values);
+    }
+
+    #[test]
+    fn demo_config_predicts_an_image_sized_output() {
+        let config = GeneratorConfig {
+            image_size: 16,
+            ..GeneratorConfig::demo(24, 4, 10)
+        };
+        let model = config.init::<Flex>(&FlexDevice);
+        let cond = Condition {
+            tokens: Tensor::ones([2, 17, 24], &FlexDevice),
+            semantic: Tensor::ones([2, 10], &FlexDevice),
+        };
+        let out = model.forward(
+            Tensor::zeros([2, 3, 16, 16], &FlexDevice),
+            Tensor::from_data(TensorData::new(vec![0.3f32, 0.9], [2]), &FlexDevice),
+            &cond,
+        );
+        assert_eq!(out.dims(), [2, 3, 16, 16]);
+    }
+}

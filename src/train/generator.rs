@@ -1,0 +1,433 @@
+//! `brainmclip train-generator`: the few-step diffusion decoder trained on simulator images,
+//! conditioned on the encoder's features of each image computed on the fly (a fresh batch per
+//! step, drawn from the seed, so a resumed run sees exactly the batches an uninterrupted one
+//! would). Conditions are dropped (classifier-free guidance) and noised (so imperfect brain
+//! predictions still give clean images); EMA weights are what is saved.
+//!
+//! Output folder: `generator.json` (config and provenance) and `generator.mpk` (EMA weights,
+//! half precision). Evaluation is `generator_eval.rs`.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::flex::FlexDevice;
+use burn::backend::{Autodiff, Flex};
+use burn::module::AutodiffModule;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::record::{FullPrecisionSettings, HalfPrecisionSettings, NamedMpkFileRecorder};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint;
+use super::encoder::{pixels_tensor, training_stimuli};
+use crate::model::clip::ClipVision;
+use crate::model::generator::schedule::{scales, seeded_noise};
+use crate::model::generator::{Condition, GeneratorConfig, UNet};
+use crate::model::load::load_clip_vision;
+use crate::model::targets::targets;
+use crate::sim::stimuli::{render, Stimulus};
+
+type Train = Autodiff<Flex>;
+type Optim = burn::optim::adaptor::OptimizerAdaptor<burn::optim::AdamW, UNet<Train>, Train>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GeneratorError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub(crate) fn file_err(path: &Path, message: impl std::fmt::Display) -> GeneratorError {
+    GeneratorError::File {
+        path: path.to_owned(),
+        message: message.to_string(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeneratorTrainConfig {
+    pub seed: u64,
+    pub steps: usize,
+    pub batch: usize,
+    pub learning_rate: f64,
+    pub warmup_steps: usize,
+    pub ema_decay: f64,
+    /// Probability that a row's condition is replaced by the null condition.
+    pub condition_dropout: f64,
+    /// Conditions get Gaussian noise of up to this many feature SDs (uniform per row).
+    pub condition_noise: f64,
+    pub checkpoint_every: usize,
+    pub image_size: usize,
+}
+
+impl Default for GeneratorTrainConfig {
+    fn default() -> Self {
+        GeneratorTrainConfig {
+            seed: 11,
+            steps: 2000,
+            batch: 16,
+            learning_rate: 1e-3,
+            warmup_steps: 100,
+            ema_decay: 0.995,
+            condition_dropout: 0.1,
+            condition_noise: 0.5,
+            checkpoint_every: 50,
+            image_size: 64,
+        }
+    }
+}
+
+/// `generator.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeneratorInfo {
+    pub generator: GeneratorConfig,
+    pub encoder: String,
+    pub detail_layers: (usize, usize),
+    pub train: GeneratorTrainConfig,
+}
+
+/// The encoder the generator is conditioned on, and its detail layers.
+pub struct Conditioner {
+    pub vision: ClipVision<Flex>,
+    pub image_size: usize,
+    pub layers: (usize, usize),
+}
+
+impl Conditioner {
+    pub fn load(dir: &Path) -> Result<Conditioner, GeneratorError> {
+        let loaded = load_clip_vision::<Flex>(dir, &FlexDevice).map_err(|e| file_err(dir, e))?;
+        let path = dir.join("config.json");
+        let json: serde_json::Value = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .ok_or_else(|| file_err(&path, "cannot read"))?;
+        let blocks = loaded.config.num_hidden_layers;
+        let layers = json
+            .pointer("/brainmclip/detail_layers")
+            .and_then(|v| v.as_array())
+            .and_then(|a| Some((a.first()?.as_u64()? as usize, a.get(1)?.as_u64()? as usize)))
+            .unwrap_or((11.min(blocks), 20.min(blocks)));
+        Ok(Conditioner {
+            image_size: loaded.config.image_size,
+            vision: loaded.model,
+            layers,
+        })
+    }
+
+    /// The encoder's features of `stimuli` (CLIP units).
+    pub fn condition(&self, stimuli: &[Stimulus]) -> Result<Condition<Flex>, GeneratorError> {
+        let t = targets(
+            &self.vision,
+            pixels_tensor::<Flex>(stimuli, self.image_size, &FlexDevice),
+            self.layers.0,
+            self.layers.1,
+        )
+        .map_err(|e| GeneratorError::Invalid(e.to_string()))?;
+        Ok(Condition {
+            tokens: t.detail,
+            semantic: t.semantic,
+        })
+    }
+
+    pub fn config_for(&self, image_size: usize) -> GeneratorConfig {
+        let c = &self
+            .vision
+            .vision_model
+            .embeddings
+            .position_embedding
+            .weight
+            .dims();
+        let width = c[1];
+        let grid = ((c[0] - 1) as f64).sqrt().round() as usize;
+        let dim = self
+            .vision
+            .visual_projection
+            .as_ref()
+            .map_or(width, |p| p.weight.dims()[1]);
+        GeneratorConfig {
+            image_size,
+            ..GeneratorConfig::demo(width, grid, dim)
+        }
+    }
+}
+
+/// Images in -1..1 as [b, 3, s, s].
+pub fn image_tensor<B: Backend>(
+    stimuli: &[Stimulus],
+    size: usize,
+    device: &B::Device,
+) -> Tensor<B, 4> {
+    let mut data = Vec::with_capacity(stimuli.len() * 3 * size * size);
+    for s in stimuli {
+        let pixels = render(s, size);
+        for c in 0..3 {
+            data.extend(pixels.iter().map(|p| p[c] * 2.0 - 1.0));
+        }
+    }
+    Tensor::from_data(
+        TensorData::new(data, [stimuli.len(), 3, size, size]),
+        device,
+    )
+}
+
+fn to_train<const D: usize>(t: Tensor<Flex, D>) -> Tensor<Train, D> {
+    Tensor::from_inner(t)
+}
+
+/// Noised, partly dropped conditions for training.
+fn augment(
+    cond: Condition<Flex>,
+    config: &GeneratorTrainConfig,
+    rng: &mut ChaCha8Rng,
+) -> Condition<Flex> {
+    let device = FlexDevice;
+    let [b, t, c] = cond.tokens.dims();
+    let [_, p] = cond.semantic.dims();
+    let keep: Vec<f32> = (0..b)
+        .map(|_| f32::from(rng.random::<f64>() >= config.condition_dropout))
+        .collect();
+    let level: Vec<f32> = (0..b)
+        .map(|_| rng.random_range(0.0..=config.condition_noise) as f32)
+        .collect();
+    let noisy = |x: Vec<f32>, width: usize, rng: &mut ChaCha8Rng| -> Vec<f32> {
+        let sd = {
+            let n = x.len().max(1) as f64;
+            let m = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+            (x.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / n).sqrt() as f32
+        };
+        x.chunks(width)
+            .enumerate()
+            .flat_map(|(row, chunk)| {
+                let (k, l) = (keep[row], level[row] * sd);
+                chunk
+                    .iter()
+                    .map(|&v| {
+                        let e: f32 = StandardNormal.sample(rng);
+                        k * (v + l * e)
+                    })
+                    .collect::<Vec<f32>>()
+            })
+            .collect()
+    };
+    let tokens: Vec<f32> = cond.tokens.into_data().to_vec().unwrap_or_default();
+    let semantic: Vec<f32> = cond.semantic.into_data().to_vec().unwrap_or_default();
+    Condition {
+        tokens: Tensor::from_data(
+            TensorData::new(noisy(tokens, t * c, rng), [b, t, c]),
+            &device,
+        ),
+        semantic: Tensor::from_data(TensorData::new(noisy(semantic, p, rng), [b, p]), &device),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    info: GeneratorInfo,
+    step: usize,
+    losses: Vec<(usize, f32)>,
+}
+
+pub struct GeneratorJob {
+    pub encoder: PathBuf,
+    pub config: GeneratorTrainConfig,
+    pub out: PathBuf,
+    pub max_steps: Option<usize>,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct GeneratorSummary {
+    pub steps_done: usize,
+    pub resumed_from: usize,
+    pub complete: bool,
+    pub losses: Vec<(usize, f32)>,
+    pub seconds_per_step: f64,
+    pub parameters: usize,
+}
+
+/// Trains (or resumes); when all steps are done writes `generator.json` and `generator.mpk`.
+pub fn train_generator(job: &GeneratorJob) -> Result<GeneratorSummary, GeneratorError> {
+    let config = &job.config;
+    if config.batch < 2 || config.steps == 0 || config.checkpoint_every == 0 {
+        return Err(GeneratorError::Invalid(
+            "batch >= 2, steps >= 1, checkpoint_every >= 1".into(),
+        ));
+    }
+    let device = FlexDevice;
+    let conditioner = Conditioner::load(&job.encoder)?;
+    let info = GeneratorInfo {
+        generator: conditioner.config_for(config.image_size),
+        encoder: job.encoder.display().to_string(),
+        detail_layers: conditioner.layers,
+        train: config.clone(),
+    };
+    let fresh = crate::model::seeded_init(&device, config.seed, || {
+        info.generator.init::<Train>(&device)
+    });
+    let parameters = fresh.num_params();
+    let adamw = || -> Optim {
+        AdamWConfig::new()
+            .with_weight_decay(1e-4)
+            .with_epsilon(1e-8)
+            .init()
+    };
+    let dir = job.out.join("checkpoint");
+    let accept = |s: &State| {
+        if s.info == info {
+            Ok(())
+        } else {
+            Err(
+                "this checkpoint was made with other settings or another encoder; use a new --out"
+                    .to_string(),
+            )
+        }
+    };
+    let ckpt = |e: checkpoint::CheckpointError| GeneratorError::File {
+        path: e.path,
+        message: e.message,
+    };
+    let full = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+    let ema_path = dir.join("ema");
+    let (mut model, mut optim, mut state) =
+        match checkpoint::load(&dir, fresh.clone(), adamw(), &device, accept).map_err(ckpt)? {
+            Some(found) => found,
+            None => (
+                fresh,
+                adamw(),
+                State {
+                    info: info.clone(),
+                    step: 0,
+                    losses: Vec::new(),
+                },
+            ),
+        };
+    let mut ema: UNet<Flex> = if state.step > 0 {
+        info.generator
+            .init::<Flex>(&device)
+            .load_file(&ema_path, &full, &device)
+            .map_err(|e| file_err(&ema_path, e))?
+    } else {
+        model.valid()
+    };
+    let resumed_from = state.step;
+    let end = job
+        .max_steps
+        .map_or(config.steps, |m| (resumed_from + m).min(config.steps));
+    let bar = super::progress_bar(job.progress, config.steps as u64, "train-generator");
+    bar.set_position(resumed_from as u64);
+    let started = std::time::Instant::now();
+    for step in resumed_from..end {
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            config.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ step as u64,
+        );
+        let stimuli = training_stimuli(config.seed.wrapping_add(1_000_003), step, config.batch);
+        let cond = augment(conditioner.condition(&stimuli)?, config, &mut rng);
+        let cond = Condition {
+            tokens: to_train(cond.tokens),
+            semantic: to_train(cond.semantic),
+        };
+        let x0 = image_tensor::<Train>(&stimuli, config.image_size, &device);
+        let times: Vec<f64> = (0..config.batch).map(|_| rng.random::<f64>()).collect();
+        let (a, s) = scales::<Train>(&times, &device);
+        let eps = seeded_noise::<Train>(x0.dims(), rng.random(), &device);
+        let xt = x0.clone() * a.clone() + eps.clone() * s.clone();
+        let v = eps * a - x0 * s;
+        let t = Tensor::<Train, 1>::from_data(
+            TensorData::new(
+                times.iter().map(|&t| t as f32).collect::<Vec<f32>>(),
+                [config.batch],
+            ),
+            &device,
+        );
+        let loss = (model.forward(xt, t, &cond) - v).powi_scalar(2).mean();
+        let value = loss.clone().into_scalar().elem::<f32>();
+        if !value.is_finite() {
+            return Err(GeneratorError::Invalid(format!(
+                "loss became {value} at step {step}"
+            )));
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let lr = config.learning_rate
+            * if step < config.warmup_steps {
+                (step + 1) as f64 / config.warmup_steps as f64
+            } else {
+                let x = (step - config.warmup_steps) as f64
+                    / (config.steps - config.warmup_steps).max(1) as f64;
+                0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * x.min(1.0)).cos())
+            };
+        model = optim.step(lr, model, grads);
+        // Warm-up of the average: early steps follow the model more closely.
+        let decay = config.ema_decay.min((1 + step) as f64 / (10 + step) as f64);
+        ema = super::ema::update(ema, &model.valid(), decay);
+        state.step = step + 1;
+        state.losses.push((step, value));
+        bar.set_message(format!("loss {value:.4}"));
+        bar.inc(1);
+        if state.step % config.checkpoint_every == 0 || state.step == end {
+            let _ = std::fs::remove_file(ema_path.with_extension("mpk"));
+            std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
+            ema.clone()
+                .save_file(&ema_path, &full)
+                .map_err(|e| file_err(&ema_path, e))?;
+            checkpoint::save(&dir, &model, &optim, &state).map_err(ckpt)?;
+        }
+    }
+    bar.finish();
+    let done = end - resumed_from;
+    let seconds_per_step = if done > 0 {
+        started.elapsed().as_secs_f64() / done as f64
+    } else {
+        0.0
+    };
+    let complete = state.step >= config.steps;
+    if complete {
+        save_generator(&job.out, &info, &ema)?;
+    }
+    Ok(GeneratorSummary {
+        steps_done: state.step,
+        resumed_from,
+        complete,
+        losses: state.losses,
+        seconds_per_step,
+        parameters,
+    })
+}
+
+pub fn save_generator(
+    dir: &Path,
+    info: &GeneratorInfo,
+    model: &UNet<Flex>,
+) -> Result<(), GeneratorError> {
+    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    let json = dir.join("generator.json");
+    let text = serde_json::to_string_pretty(info).map_err(|e| file_err(&json, e))?;
+    crate::atomic::write_atomic(&json, text.as_bytes()).map_err(|e| file_err(&json, e))?;
+    let _ = std::fs::remove_file(dir.join("generator.mpk"));
+    let half = NamedMpkFileRecorder::<HalfPrecisionSettings>::new();
+    model
+        .clone()
+        .save_file(dir.join("generator"), &half)
+        .map_err(|e| file_err(&dir.join("generator.mpk"), e))
+}
+
+/// A trained generator and its provenance.
+pub fn load_generator<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+) -> Result<(GeneratorInfo, UNet<B>), GeneratorError> {
+    let json = dir.join("generator.json");
+    let text = std::fs::read_to_string(&json).map_err(|e| file_err(&json, e))?;
+    let info: GeneratorInfo = serde_json::from_str(&text)
+        .map_err(|e| file_err(&json, format!("not a generator config: {e}")))?;
+    let half = NamedMpkFileRecorder::<HalfPrecisionSettings>::new();
+    let model = info
+        .generator
+        .init::<B>(device)
+        .load_file(dir.join("generator"), &half, device)
+        .map_err(|e| file_err(&dir.join("generator.mpk"), e))?;
+    Ok((info, model))
+}

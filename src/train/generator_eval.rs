@@ -1,0 +1,177 @@
+//! How good the generator is before any brain data is involved: from the *true* encoder
+//! features of held-out simulator images it must redraw them — PixCorr and SSIM against the
+//! real image, 2-way identification of the redrawn image in the encoder's space — and 4-step
+//! samples are compared with 50-step ones.
+
+use burn::backend::flex::FlexDevice;
+use burn::backend::Flex;
+use burn::prelude::*;
+use serde::Serialize;
+
+use super::encoder::heldout_stimuli;
+use super::generator::{image_tensor, Conditioner, GeneratorError};
+use crate::metrics::{bootstrap, greyscale, pixcorr, ssim, two_way_identification, Estimate};
+use crate::model::generator::schedule::{sample, SamplerSettings};
+use crate::model::generator::UNet;
+use crate::model::preprocess::ImageProcessor;
+use crate::sim::stimuli::Stimulus;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepsReport {
+    pub steps: usize,
+    pub pixcorr: Estimate,
+    pub ssim: Estimate,
+    pub identification: Estimate,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GeneratorEval {
+    pub images: usize,
+    pub guidance: f64,
+    pub few: StepsReport,
+    pub many: StepsReport,
+    /// The 4-step images against the 50-step images.
+    pub few_vs_many_pixcorr: f64,
+    pub few_vs_many_ssim: f64,
+}
+
+/// [b, 3, s, s] in -1..1 → per image interleaved RGB in 0..1.
+pub fn to_rgb(images: Tensor<Flex, 4>) -> Vec<Vec<f32>> {
+    let [b, _, h, w] = images.dims();
+    let v: Vec<f32> = images.into_data().to_vec().unwrap_or_default();
+    (0..b)
+        .map(|i| {
+            let img = &v[i * 3 * h * w..(i + 1) * 3 * h * w];
+            (0..h * w)
+                .flat_map(|p| {
+                    (0..3).map(move |c| ((img[c * h * w + p] + 1.0) / 2.0).clamp(0.0, 1.0))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The encoder's image embedding of RGB images (0..1, `size`×`size`), through 8-bit PNG values
+/// and CLIP preprocessing, as for any image.
+pub fn embed_images(
+    conditioner: &Conditioner,
+    images: &[Vec<f32>],
+    size: usize,
+) -> Result<Vec<Vec<f32>>, GeneratorError> {
+    let processor = ImageProcessor::clip(conditioner.image_size);
+    let mut data = Vec::new();
+    for img in images {
+        let bytes: Vec<u8> = img.iter().map(|v| (v * 255.0).round() as u8).collect();
+        let rgb = image::RgbImage::from_raw(size as u32, size as u32, bytes)
+            .ok_or_else(|| GeneratorError::Invalid("image size".into()))?;
+        data.extend(processor.process(&rgb));
+    }
+    let s = conditioner.image_size;
+    let x =
+        Tensor::<Flex, 4>::from_data(TensorData::new(data, [images.len(), 3, s, s]), &FlexDevice);
+    let out = conditioner.vision.forward(x, false);
+    let e = out
+        .image_embeds
+        .ok_or_else(|| GeneratorError::Invalid("the encoder has no projection".into()))?;
+    let d = e.dims()[1];
+    let v: Vec<f32> = e.into_data().to_vec().unwrap_or_default();
+    Ok(v.chunks(d).map(<[f32]>::to_vec).collect())
+}
+
+fn score(
+    conditioner: &Conditioner,
+    generated: &[Vec<f32>],
+    truth: &[Vec<f32>],
+    true_embeddings: &[Vec<f32>],
+    size: usize,
+    steps: usize,
+) -> Result<StepsReport, GeneratorError> {
+    let pc: Vec<f64> = generated
+        .iter()
+        .zip(truth)
+        .map(|(g, t)| pixcorr(g, t))
+        .collect();
+    let ss: Vec<f64> = generated
+        .iter()
+        .zip(truth)
+        .map(|(g, t)| ssim(&greyscale(g), &greyscale(t), size, size))
+        .collect();
+    let emb = embed_images(conditioner, generated, size)?;
+    let id = two_way_identification(&emb, true_embeddings);
+    Ok(StepsReport {
+        steps,
+        pixcorr: bootstrap(&pc, 1000, 1),
+        ssim: bootstrap(&ss, 1000, 2),
+        identification: bootstrap(&id, 1000, 3),
+    })
+}
+
+/// Redraws `n` held-out images from their true features with `few` and `many` steps.
+pub fn evaluate_generator(
+    model: &UNet<Flex>,
+    conditioner: &Conditioner,
+    image_size: usize,
+    n: usize,
+    few: usize,
+    many: usize,
+    guidance: f64,
+) -> Result<GeneratorEval, GeneratorError> {
+    let stimuli: Vec<Stimulus> = heldout_stimuli(4242, n);
+    let truth = to_rgb(image_tensor::<Flex>(&stimuli, image_size, &FlexDevice));
+    let true_embeddings = embed_images(conditioner, &truth, image_size)?;
+    let mut generated = [Vec::new(), Vec::new()];
+    for chunk in stimuli.chunks(25) {
+        let cond = conditioner.condition(chunk)?;
+        for (k, steps) in [few, many].into_iter().enumerate() {
+            let settings = SamplerSettings {
+                steps,
+                guidance,
+                seed: 7,
+                start: 1.0,
+            };
+            generated[k].extend(to_rgb(sample(
+                model,
+                &cond,
+                image_size,
+                settings,
+                &FlexDevice,
+            )));
+        }
+    }
+    let few_report = score(
+        conditioner,
+        &generated[0],
+        &truth,
+        &true_embeddings,
+        image_size,
+        few,
+    )?;
+    let many_report = score(
+        conditioner,
+        &generated[1],
+        &truth,
+        &true_embeddings,
+        image_size,
+        many,
+    )?;
+    let agree_pc = generated[0]
+        .iter()
+        .zip(&generated[1])
+        .map(|(a, b)| pixcorr(a, b))
+        .sum::<f64>()
+        / n.max(1) as f64;
+    let agree_ss = generated[0]
+        .iter()
+        .zip(&generated[1])
+        .map(|(a, b)| ssim(&greyscale(a), &greyscale(b), image_size, image_size))
+        .sum::<f64>()
+        / n.max(1) as f64;
+    Ok(GeneratorEval {
+        images: n,
+        guidance,
+        few: few_report,
+        many: many_report,
+        few_vs_many_pixcorr: agree_pc,
+        few_vs_many_ssim: agree_ss,
+    })
+}
