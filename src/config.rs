@@ -38,7 +38,46 @@ pub struct SessionConfig {
     pub preprocess: PreprocessConfig,
     pub feedback: FeedbackConfig,
     pub output: OutputConfig,
+    pub decode: DecodeConfig,
     pub simulate: crate::sim::SimConfig,
+}
+
+/// Trial samples → projector → generator (the `decode` stage of `run`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeConfig {
+    /// A calibration folder (`brainmclip calibrate`); without one, samples are not decoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<PathBuf>,
+    /// A generator folder (`brainmclip train-generator`); without one, no images are drawn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator: Option<PathBuf>,
+    /// Denoising steps per image.
+    pub steps: usize,
+    /// Classifier-free guidance scale (1 = none).
+    pub guidance: f64,
+    pub seed: u64,
+    /// Feedback target given as text: the feedback value is the cosine of the decoded image
+    /// embedding with this text's CLIP embedding (needs `encoder`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_text: Option<String>,
+    /// The CLIP folder whose text tower embeds `target_text`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<PathBuf>,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        DecodeConfig {
+            calibration: None,
+            generator: None,
+            steps: 4,
+            guidance: 1.0,
+            seed: 0,
+            target_text: None,
+            encoder: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -262,6 +301,16 @@ impl SessionConfig {
             resolve(p);
         }
         resolve(&mut self.output.dir);
+        for p in [
+            &mut self.decode.calibration,
+            &mut self.decode.generator,
+            &mut self.decode.encoder,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(p);
+        }
         if let Some(r) = self.ingest.reference.as_mut() {
             resolve(r);
         }
@@ -397,6 +446,18 @@ impl SessionConfig {
             return invalid(
                 "feedback.max_clients",
                 "and feedback.backlog must be at least 1".into(),
+            );
+        }
+        if self.decode.steps == 0 || self.decode.steps > 1000 {
+            return invalid(
+                "decode.steps",
+                format!("is {}, expected 1 to 1000 denoising steps", self.decode.steps),
+            );
+        }
+        if !(self.decode.guidance.is_finite() && self.decode.guidance > 0.0) {
+            return invalid(
+                "decode.guidance",
+                format!("is {}, expected a positive scale (1 = none)", self.decode.guidance),
             );
         }
         if let Err(message) = self.simulate.validate() {

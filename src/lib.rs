@@ -7,6 +7,7 @@
 pub mod atomic;
 pub mod clock;
 pub mod config;
+pub mod decode;
 pub mod features;
 pub mod ingest;
 pub mod inspect;

@@ -1,9 +1,7 @@
 //! The `brainmclip` command line: one subcommand per job. The only place `anyhow` is used.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -13,9 +11,6 @@ mod cli;
 
 use brainmclip::config::SessionConfig;
 use brainmclip::ingest::replay::{run_replay, FaultKind, OutFormat, ReplayOptions, WriteMode};
-use brainmclip::ingest::IngestEvent;
-use brainmclip::pipeline::{Pipeline, PipelineEvent};
-use brainmclip::sink::feedback::FeedbackServer;
 
 #[derive(Parser)]
 #[command(
@@ -69,6 +64,8 @@ enum Command {
     Simulate(SimulateArgs),
     /// Train the demo world's own CLIP on simulator images and captions (resumable).
     TrainEncoder(cli::train::TrainEncoderArgs),
+    /// The bundled synthetic session through the whole pipeline with the shipped models.
+    Demo(cli::demo::DemoArgs),
     /// Train the few-step diffusion decoder on simulator images and the encoder's features.
     TrainGenerator(cli::train::TrainGeneratorArgs),
     /// Train a subject's projector from BIDS runs, stimuli and an encoder; score it on test runs.
@@ -311,244 +308,6 @@ fn replay(args: Box<ReplayArgs>) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// `run --replay --speed max`: fifty times the scanner's pace, which this pipeline sustains on
-/// two cores for 64x64x36 volumes (read ~1 ms, realign ~8 ms per volume at a 30 ms TR).
-const MAX_REPLAY_SPEED: f64 = 50.0;
-
-fn run(
-    config_path: PathBuf,
-    dir: Option<PathBuf>,
-    replay_source: Option<PathBuf>,
-    speed: String,
-) -> Result<()> {
-    let mut config = SessionConfig::load(&config_path)?;
-    if let Some(dir) = dir {
-        config.ingest.dir = dir;
-    }
-    std::fs::create_dir_all(&config.output.dir)
-        .with_context(|| format!("output.dir {}: cannot create", config.output.dir.display()))?;
-    // Never overwrite an earlier session's log.
-    let free = |stem: &str, ext: &str| {
-        (1..)
-            .map(|n: u32| {
-                let name = if n == 1 {
-                    format!("{stem}.{ext}")
-                } else {
-                    format!("{stem}-{n}.{ext}")
-                };
-                config.output.dir.join(name)
-            })
-            .find(|p| !p.exists())
-            .context("no free file name in output.dir")
-    };
-    let log_path = free("events", "jsonl")?;
-    let qa_path = free("qa", "tsv")?;
-    let create = |p: &PathBuf| -> Result<std::io::BufWriter<std::fs::File>> {
-        Ok(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("{}: cannot create", p.display()))?,
-        ))
-    };
-    let (mut log, mut qa) = (create(&log_path)?, create(&qa_path)?);
-    writeln!(qa, "index\ttrans_x_mm\ttrans_y_mm\ttrans_z_mm\trot_x_deg\trot_y_deg\trot_z_deg\tfd_mm\tglobal_signal\tmean_z_detail\tmean_z_semantic")?;
-
-    // An in-process replay runs the scanner clock `factor` times faster: deadlines follow.
-    let mut replay_options = None;
-    if let Some(source) = &replay_source {
-        let factor: f64 = match speed.as_str() {
-            "max" => MAX_REPLAY_SPEED,
-            other => other
-                .parse()
-                .with_context(|| format!("--speed {other:?}: expected a number or \"max\""))?,
-        };
-        if !(factor.is_finite() && factor > 0.0) {
-            bail!("--speed {speed}: expected a positive factor");
-        }
-        let scanner_tr = if config.session.tr > 0.0 {
-            config.session.tr
-        } else {
-            brainmclip::ingest::replay::Source::open(source, config.ingest.max_voxels)?
-                .tr_s()
-                .with_context(|| {
-                    format!("{}: no TR in the header; set session.tr", source.display())
-                })?
-        };
-        config.session.tr = scanner_tr;
-        config.session.clock_speed = factor;
-        std::fs::create_dir_all(&config.ingest.dir).with_context(|| {
-            format!("ingest.dir {}: cannot create", config.ingest.dir.display())
-        })?;
-        let mut o = ReplayOptions::new(source, &config.ingest.dir);
-        o.speed = factor;
-        o.tr_s = Some(scanner_tr);
-        o.manifest = Some(config.output.dir.join("replay_manifest.json"));
-        replay_options = Some(o);
-    }
-    let feedback = if config.feedback.enabled {
-        let server = FeedbackServer::start(
-            &config.feedback.address,
-            config.feedback.max_clients,
-            config.feedback.backlog,
-        )?;
-        tracing::info!("feedback server on {} (JSON lines)", server.address());
-        Some(server)
-    } else {
-        None
-    };
-    let pipeline = Pipeline::start(&config, feedback.as_ref().map(|f| f.markers().clone()))?;
-    let stop = pipeline.stop_flag();
-    std::thread::spawn(move || {
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            // Ctrl-C or SIGTERM: end the run; everything received is still processed and logged.
-            rt.block_on(shutdown_signal());
-            stop.store(true, Ordering::SeqCst);
-        }
-    });
-    let replay_thread = replay_options.map(|o| std::thread::spawn(move || run_replay(&o)));
-    tracing::info!(
-        "watching {} ({:?} mode)",
-        config.ingest.dir.display(),
-        config.ingest.watch
-    );
-    let fmt = |v: Option<f32>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
-    for event in pipeline.events().iter() {
-        let record = match &event {
-            PipelineEvent::Volume(v) => {
-                let m = v.motion.unwrap_or([f32::NAN; 6]);
-                writeln!(
-                    qa,
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.3}\t{}\t{}",
-                    v.index,
-                    fmt(v.motion.map(|_| m[0])),
-                    fmt(v.motion.map(|_| m[1])),
-                    fmt(v.motion.map(|_| m[2])),
-                    fmt(v.motion.map(|_| m[3])),
-                    fmt(v.motion.map(|_| m[4])),
-                    fmt(v.motion.map(|_| m[5])),
-                    fmt(v.fd),
-                    v.global_signal,
-                    fmt(v.mean_z_detail),
-                    fmt(v.mean_z_semantic)
-                )?;
-                tracing::info!(
-                    "volume {:>4}  fd {} mm  {:.1} ms seen→preprocessed",
-                    v.index,
-                    fmt(v.fd),
-                    v.preprocessed_ns.saturating_sub(v.seen_ns) as f64 / 1e6
-                );
-                let mut r = serde_json::to_value(v)?;
-                r["event"] = "volume".into();
-                r
-            }
-            PipelineEvent::Dummy { index } => serde_json::json!({"event": "dummy", "index": index}),
-            PipelineEvent::Ingest(e) => {
-                match e {
-                    IngestEvent::Late(v) => tracing::warn!(
-                        "volume {:>4}  late (after its Missing record), not used",
-                        v.index
-                    ),
-                    IngestEvent::Missing { index, .. } => {
-                        tracing::warn!("volume {index:>4}  missing at its deadline")
-                    }
-                    IngestEvent::Rejected {
-                        index,
-                        path,
-                        reason,
-                        ..
-                    } => tracing::warn!(
-                        "volume {}  rejected: {reason} ({})",
-                        index.map_or("?".into(), |i| i.to_string()),
-                        path.display()
-                    ),
-                    IngestEvent::Duplicate { index, path, .. } => {
-                        tracing::warn!("volume {index:>4}  duplicate ignored: {}", path.display())
-                    }
-                    IngestEvent::Warning { message, .. } => tracing::warn!("{message}"),
-                    IngestEvent::Volume(v) => tracing::warn!(
-                        "volume {:>4}  not preprocessed (see the error above)",
-                        v.index
-                    ),
-                    IngestEvent::RunEnded { .. } => {}
-                }
-                e.to_log_record()
-            }
-            PipelineEvent::Sample(s) => {
-                tracing::info!(
-                    "trial {:>4}  sample from volumes {:?} ({} missing)",
-                    s.trial,
-                    s.volumes,
-                    s.missing
-                );
-                let mut r = serde_json::to_value(s)?;
-                r["event"] = "sample".into();
-                r
-            }
-            PipelineEvent::Error(message) => {
-                tracing::error!("{message}");
-                serde_json::json!({"event": "error", "message": message})
-            }
-            PipelineEvent::Ended {
-                ingest,
-                samples,
-                guarded_scores,
-            } => {
-                println!(
-                    "run ended: {} delivered, {} late, {} missing, {} rejected, {} duplicates; {samples} trial samples; log: {}, QA: {}",
-                    ingest.delivered, ingest.late, ingest.missing, ingest.rejected, ingest.duplicates,
-                    log_path.display(), qa_path.display()
-                );
-                serde_json::json!({"event": "run_ended", "counts": ingest, "samples": samples, "guarded_z_scores": guarded_scores})
-            }
-        };
-        if let (Some(server), true) = (
-            &feedback,
-            matches!(
-                event,
-                PipelineEvent::Volume(_) | PipelineEvent::Sample(_) | PipelineEvent::Ended { .. }
-            ),
-        ) {
-            server.publish(&record);
-        }
-        serde_json::to_writer(&mut log, &record)?;
-        writeln!(log)?;
-        log.flush()?;
-        qa.flush()?;
-        if matches!(event, PipelineEvent::Ended { .. }) {
-            break;
-        }
-    }
-    if let Some(t) = replay_thread {
-        if let Ok(Err(e)) = t.join() {
-            tracing::warn!("replay: {e}");
-        }
-    }
-    Ok(())
-}
-
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -578,9 +337,12 @@ fn main() -> Result<()> {
             dir,
             replay,
             speed,
-        } => run(config, dir, replay, speed)?,
+        } => {
+            cli::run::run(config, dir, replay, speed)?;
+        }
         Command::Simulate(args) => simulate(args)?,
         Command::TrainEncoder(args) => cli::train::train_encoder_cmd(args)?,
+        Command::Demo(args) => cli::demo::demo_cmd(args)?,
         Command::TrainGenerator(args) => cli::train::train_generator_cmd(args)?,
         Command::Calibrate(args) => cli::calibrate::calibrate_cmd(args)?,
         Command::Eval(args) => cli::calibrate::eval_cmd(args)?,

@@ -248,6 +248,17 @@ fn describe_objects(s: &Stimulus) -> String {
 
 /// Simulates a whole session into `out` (which may exist; files are replaced).
 pub fn simulate(config: &SimConfig, out: &Path, seed: u64) -> Result<SimSummary, SimError> {
+    simulate_runs(config, out, seed, None)
+}
+
+/// As `simulate`, writing only the runs numbered in `only` (each run has its own seed, so a
+/// run is the same whether or not the others are written).
+pub fn simulate_runs(
+    config: &SimConfig,
+    out: &Path,
+    seed: u64,
+    only: Option<&[usize]>,
+) -> Result<SimSummary, SimError> {
     config.validate().map_err(SimError::Invalid)?;
     let layout = Layout {
         root: out.to_owned(),
@@ -390,6 +401,9 @@ pub fn simulate(config: &SimConfig, out: &Path, seed: u64) -> Result<SimSummary,
     let mut run_paths = Vec::new();
     let mut thermal_sd = 0.0;
     for run in &runs {
+        if only.is_some_and(|o| !o.contains(&run.run)) {
+            continue;
+        }
         let mut spec = NiftiSpec::new(
             &[grid.dims[0], grid.dims[1], grid.dims[2], run.n_volumes],
             [grid.voxel_mm; 3],
