@@ -451,13 +451,19 @@ impl SessionConfig {
         if self.decode.steps == 0 || self.decode.steps > 1000 {
             return invalid(
                 "decode.steps",
-                format!("is {}, expected 1 to 1000 denoising steps", self.decode.steps),
+                format!(
+                    "is {}, expected 1 to 1000 denoising steps",
+                    self.decode.steps
+                ),
             );
         }
         if !(self.decode.guidance.is_finite() && self.decode.guidance > 0.0) {
             return invalid(
                 "decode.guidance",
-                format!("is {}, expected a positive scale (1 = none)", self.decode.guidance),
+                format!(
+                    "is {}, expected a positive scale (1 = none)",
+                    self.decode.guidance
+                ),
             );
         }
         if let Err(message) = self.simulate.validate() {
