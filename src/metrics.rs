@@ -1,7 +1,9 @@
 //! Decoding metrics as the field computes them: 2-way identification (Pearson correlation of
 //! the prediction with its own target vs every other target), top-k retrieval by cosine among
 //! candidates, PixCorr (Pearson correlation of pixels) and SSIM (greyscale, Gaussian window
-//! σ = 1.5, data range 1, as scikit-image's `structural_similarity(gaussian_weights=True)`),
+//! σ = 1.5, data range 1, population covariance: scikit-image's `structural_similarity(
+//! gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1)` as MindEye and
+//! Brain-Diffuser call it; checked against it in `tests/metrics_reference.rs`),
 //! and percentile bootstrap confidence intervals over trials.
 
 use rand::{Rng, SeedableRng};
@@ -90,21 +92,14 @@ fn gaussian_blur(img: &[f64], w: usize, h: usize, kernel: &[f64]) -> Vec<f64> {
     let r = kernel.len() / 2;
     let mut tmp = vec![0.0; w * h];
     let mut out = vec![0.0; w * h];
-    // scikit-image filters with mode "reflect" (symmetric about the edge sample).
-    let reflect = |i: isize, n: usize| -> usize {
-        let n = n as isize;
-        let mut i = i;
-        while i < 0 || i >= n {
-            i = if i < 0 { -i - 1 } else { 2 * n - i - 1 };
-        }
-        i as usize
-    };
+    // scikit-image's `gaussian` filters with mode "nearest" (the edge sample repeated).
+    let edge = |i: isize, n: usize| -> usize { i.clamp(0, n as isize - 1) as usize };
     for y in 0..h {
         for x in 0..w {
             tmp[y * w + x] = kernel
                 .iter()
                 .enumerate()
-                .map(|(k, &g)| g * img[y * w + reflect(x as isize + k as isize - r as isize, w)])
+                .map(|(k, &g)| g * img[y * w + edge(x as isize + k as isize - r as isize, w)])
                 .sum();
         }
     }
@@ -113,7 +108,7 @@ fn gaussian_blur(img: &[f64], w: usize, h: usize, kernel: &[f64]) -> Vec<f64> {
             out[y * w + x] = kernel
                 .iter()
                 .enumerate()
-                .map(|(k, &g)| g * tmp[reflect(y as isize + k as isize - r as isize, h) * w + x])
+                .map(|(k, &g)| g * tmp[edge(y as isize + k as isize - r as isize, h) * w + x])
                 .sum();
         }
     }
@@ -139,21 +134,25 @@ pub fn ssim(a: &[f32], b: &[f32], w: usize, h: usize) -> f64 {
         blur(&prod(&fb, &fb)),
         blur(&prod(&fa, &fb)),
     );
-    // Sample covariance correction, as scikit-image with use_sample_covariance=True.
-    let np = (2 * radius + 1).pow(2) as f64;
-    let cov_norm = np / (np - 1.0);
+    // Population covariance (use_sample_covariance=False), as the field's evaluations.
+    let cov_norm = 1.0;
     let (c1, c2) = ((0.01f64).powi(2), (0.03f64).powi(2));
-    let n = w * h;
-    (0..n)
-        .map(|i| {
+    // The mean leaves out a border of the window's radius, as scikit-image does.
+    let pad = radius as usize;
+    let mut total = 0.0;
+    let mut count = 0usize;
+    for y in pad..h.saturating_sub(pad) {
+        for x in pad..w.saturating_sub(pad) {
+            let i = y * w + x;
             let va = cov_norm * (aa[i] - ma[i] * ma[i]);
             let vb = cov_norm * (bb[i] - mb[i] * mb[i]);
             let cab = cov_norm * (ab[i] - ma[i] * mb[i]);
-            ((2.0 * ma[i] * mb[i] + c1) * (2.0 * cab + c2))
-                / ((ma[i].powi(2) + mb[i].powi(2) + c1) * (va + vb + c2))
-        })
-        .sum::<f64>()
-        / n as f64
+            total += ((2.0 * ma[i] * mb[i] + c1) * (2.0 * cab + c2))
+                / ((ma[i].powi(2) + mb[i].powi(2) + c1) * (va + vb + c2));
+            count += 1;
+        }
+    }
+    total / count.max(1) as f64
 }
 
 /// A mean with its 95 % percentile bootstrap interval.
