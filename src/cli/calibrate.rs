@@ -47,12 +47,12 @@ fn load(
 
 fn print_decoding(name: &str, r: &DecodingReport) {
     println!(
-        "{name}: semantic 2-way {} | pooled detail 2-way {} | top-1 among {} {} | layout probe R² {:.3} ({} fit / {} test images)",
+        "{name}: semantic 2-way {} | pooled detail 2-way {} | top-1 among {} {} | layout probe r {:.3} ({} fit / {} test images)",
         r.semantic_identification,
         r.detail_identification,
         r.retrieval_candidates,
         r.semantic_top1,
-        r.layout_probe_r2,
+        r.layout_probe_r,
         r.layout_probe_images.0,
         r.layout_probe_images.1
     );

@@ -93,7 +93,7 @@ pub fn train_encoder_cmd(args: TrainEncoderArgs) -> Result<()> {
         eval_started.elapsed().as_secs_f64()
     );
     let report = serde_json::json!({
-        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "command": format!("brainmclip {}", std::env::args().skip(1).collect::<Vec<_>>().join(" ")),
         "config": config,
         "evaluation": eval,
         "trained_by": format!("brainmclip {}", env!("CARGO_PKG_VERSION")),
@@ -198,7 +198,7 @@ pub fn train_generator_cmd(args: TrainGeneratorArgs) -> Result<()> {
         eval.few_vs_many_pixcorr, eval.few_vs_many_ssim
     );
     let report = serde_json::json!({
-        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "command": format!("brainmclip {}", std::env::args().skip(1).collect::<Vec<_>>().join(" ")),
         "info": info,
         "evaluation": eval,
     });

@@ -1,7 +1,8 @@
 //! Decoding quality of a calibration on its held-out test trials (repeats averaged): 2-way
 //! identification of the semantic embedding and of the pooled detail tokens, top-1 retrieval
 //! among 100 candidates, and a layout probe — a ridge map from the *true* detail tokens of
-//! training images to object position, applied to the *predicted* tokens of test images — which
+//! training images to object position, applied to the *predicted* tokens of test images and
+//! scored by correlation with the true position — which
 //! is what tells intermediate-layer targets (BrainMCLIP) from final-layer ones. Pixel metrics
 //! (PixCorr, SSIM) need the generator and are added by `eval --generator`.
 
@@ -13,7 +14,7 @@ use burn::backend::Flex;
 use serde::Serialize;
 
 use super::calibrate::{file_err, CalibrateError, Response};
-use super::probe::{ridge_probe_r2, Rows};
+use super::probe::{correlation, ridge_probe, Rows};
 use crate::features::FeatureSet;
 use crate::metrics::{bootstrap, top_k_retrieval, two_way_identification, Estimate};
 use crate::model::calibration::{Calibration, Decoded};
@@ -26,8 +27,10 @@ pub struct DecodingReport {
     pub detail_identification: Estimate,
     pub retrieval_candidates: usize,
     pub semantic_top1: Estimate,
-    /// Test R² of object position read from the predicted detail tokens (single-object images).
-    pub layout_probe_r2: f64,
+    /// Correlation (mean over x and y) of object position read from the predicted detail
+    /// tokens with the true position (single-object test images), by a ridge probe fitted on
+    /// the true tokens of training images.
+    pub layout_probe_r: f64,
     pub layout_probe_images: (usize, usize),
 }
 
@@ -138,15 +141,12 @@ pub fn evaluate_decoding(
         }
     }
     let n_test = probe_y.len() - n_fit;
-    let layout_probe_r2 = if n_fit >= 10 && n_test >= 3 {
-        ridge_probe_r2(
-            &Rows {
-                data: &probe_rows,
-                cols: features.tokens * width,
-            },
-            &probe_y,
-            n_fit,
-        )
+    let layout_probe_r = if n_fit >= 10 && n_test >= 3 {
+        let rows = Rows {
+            data: &probe_rows,
+            cols: features.tokens * width,
+        };
+        ridge_probe(&rows, &probe_y, n_fit).map_or(f64::NAN, |p| correlation(&p, &probe_y[n_fit..]))
     } else {
         f64::NAN
     };
@@ -160,7 +160,7 @@ pub fn evaluate_decoding(
             1000,
             4,
         ),
-        layout_probe_r2,
+        layout_probe_r,
         layout_probe_images: (n_fit, n_test),
     };
     Ok((report, decoded))

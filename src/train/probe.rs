@@ -143,6 +143,32 @@ pub fn r_squared(pred: &[[f64; 2]], truth: &[[f64; 2]]) -> f64 {
 /// `0..n_train` train (the last fifth of them choose the penalty), the rest test.
 pub fn ridge_probe_r2(x: &Rows, y: &[[f64; 2]], n_train: usize) -> f64 {
     let n = x.n().min(y.len());
+    let truth: Vec<[f64; 2]> = (n_train.min(n)..n).map(|i| y[i]).collect();
+    ridge_probe(x, y, n_train).map_or(f64::NEG_INFINITY, |p| r_squared(&p, &truth))
+}
+
+/// Pearson correlation of predictions with the truth, averaged over the two targets: unlike R²
+/// it does not punish predictions that are right but shrunk towards the mean.
+pub fn correlation(pred: &[[f64; 2]], truth: &[[f64; 2]]) -> f64 {
+    let mut total = 0.0;
+    for c in 0..2 {
+        let n = truth.len().max(1) as f64;
+        let mp = pred.iter().map(|p| p[c]).sum::<f64>() / n;
+        let mt = truth.iter().map(|t| t[c]).sum::<f64>() / n;
+        let (mut spt, mut spp, mut stt) = (0.0, 0.0, 0.0);
+        for (p, t) in pred.iter().zip(truth) {
+            spt += (p[c] - mp) * (t[c] - mt);
+            spp += (p[c] - mp).powi(2);
+            stt += (t[c] - mt).powi(2);
+        }
+        total += spt / (spp * stt).sqrt().max(1e-30);
+    }
+    total / 2.0
+}
+
+/// The probe's predictions for the test rows (`n_train..`), None when the solve fails.
+pub fn ridge_probe(x: &Rows, y: &[[f64; 2]], n_train: usize) -> Option<Vec<[f64; 2]>> {
+    let n = x.n().min(y.len());
     let n_train = n_train.min(n);
     let split = n_train * 4 / 5;
     let (fit, val): (Vec<usize>, Vec<usize>) = ((0..split).collect(), (split..n_train).collect());
@@ -157,8 +183,7 @@ pub fn ridge_probe_r2(x: &Rows, y: &[[f64; 2]], n_train: usize) -> f64 {
         .map_or(1.0, |(l, _)| l);
     let train: Vec<usize> = (0..n_train).collect();
     let test: Vec<usize> = (n_train..n).collect();
-    let truth: Vec<[f64; 2]> = test.iter().map(|&i| y[i]).collect();
-    fit_predict(&g, n, y, &train, &test, best).map_or(f64::NEG_INFINITY, |p| r_squared(&p, &truth))
+    fit_predict(&g, n, y, &train, &test, best)
 }
 
 #[cfg(test)]

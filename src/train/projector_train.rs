@@ -113,6 +113,7 @@ impl Dataset {
 pub struct EpochLog {
     pub epoch: usize,
     pub train: f64,
+    /// The early-stopping score: weighted validation loss without the contrastive terms.
     pub validation: f64,
     /// Unweighted validation terms.
     pub terms: BTreeMap<String, f64>,
@@ -143,7 +144,10 @@ fn scalar(t: Tensor<Train, 1>) -> f64 {
     t.into_scalar().elem::<f64>()
 }
 
-/// Validation losses of the model in evaluation mode (no dropout).
+/// Validation losses of the model in evaluation mode (no dropout). The score early stopping
+/// follows is the weighted total without the contrastive terms: their value depends on how many
+/// rows are compared at once (the whole validation set here, a batch in training) and they keep
+/// rising from over-confidence while every per-sample term still improves.
 fn validate(
     model: &Projector<Flex>,
     data: &Dataset,
@@ -154,12 +158,24 @@ fn validate(
     let (d, s, t, e) = data.batch::<Flex>(&rows, &device);
     let out = model.forward(d.clone(), s.clone());
     let loss = projector_loss(model, &out, d, s, t, e, &config.loss);
-    let terms = loss
+    let terms: BTreeMap<String, f64> = loss
         .terms
         .into_iter()
         .map(|(n, v)| (n.to_string(), v.into_scalar().elem::<f64>()))
         .collect();
-    (loss.total.into_scalar().elem::<f64>(), terms)
+    let w = &config.loss;
+    let weight = |name: &str| match name {
+        "token_mse" => w.token_mse,
+        "token_cosine" => w.token_cosine,
+        "detail_cosine" => w.detail_cosine,
+        "semantic_cosine" => w.semantic_cosine,
+        "self_reconstruction" => w.self_reconstruction,
+        "cross_reconstruction" => w.cross_reconstruction,
+        "input_l2" => w.input_l2,
+        _ => 0.0,
+    };
+    let score = terms.iter().map(|(n, v)| weight(n) * v).sum();
+    (score, terms)
 }
 
 /// Trains the projector on `train`, early-stopping on `validation`; checkpoints in
