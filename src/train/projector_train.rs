@@ -126,6 +126,11 @@ struct State {
     best_epoch: usize,
     best_validation: f64,
     log: Vec<EpochLog>,
+    /// Training samples seen and seconds spent, over every call (for the throughput figure).
+    #[serde(default)]
+    samples_seen: usize,
+    #[serde(default)]
+    seconds: f64,
 }
 
 /// What training did.
@@ -226,6 +231,8 @@ pub fn train_projector(
                     best_epoch: 0,
                     best_validation: f64::INFINITY,
                     log: Vec::new(),
+                    samples_seen: 0,
+                    seconds: 0.0,
                 },
             ),
         };
@@ -248,7 +255,6 @@ pub fn train_projector(
         .map_err(|e| CalibrateError::Invalid(format!("train.input_noise: {e}")))?;
     let bar = super::progress_bar(progress, t.epochs as u64, "calibrate");
     bar.set_position(resumed_from as u64);
-    let started = std::time::Instant::now();
     let mut seen = 0usize;
     let mut stopped_early = false;
     for epoch in resumed_from..t.epochs {
@@ -256,6 +262,7 @@ pub fn train_projector(
             stopped_early = true;
             break;
         }
+        let epoch_started = std::time::Instant::now();
         let mut rng = ChaCha8Rng::seed_from_u64(t.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut rng);
@@ -296,6 +303,9 @@ pub fn train_projector(
                 .map_err(|e| crate::train::calibrate::file_err(&best_path, e))?;
         }
         state.epochs_done = epoch + 1;
+        state.samples_seen += seen;
+        state.seconds += epoch_started.elapsed().as_secs_f64();
+        seen = 0;
         checkpoint::save(&dir, &model, &optim, &state).map_err(ckpt_err)?;
         bar.set_message(format!(
             "val {val:.4} (best {:.4} @ {})",
@@ -308,7 +318,6 @@ pub fn train_projector(
         .init::<Flex>(&device)
         .load_file(&best_path, &recorder, &device)
         .map_err(|e| crate::train::calibrate::file_err(&best_path, e))?;
-    let elapsed = started.elapsed().as_secs_f64();
     Ok((
         best,
         TrainReport {
@@ -317,8 +326,8 @@ pub fn train_projector(
             best_validation: state.best_validation,
             stopped_early: stopped_early || state.epochs_done < t.epochs,
             resumed_from,
-            samples_per_s: if elapsed > 0.0 {
-                seen as f64 / elapsed
+            samples_per_s: if state.seconds > 0.0 {
+                state.samples_seen as f64 / state.seconds
             } else {
                 0.0
             },
