@@ -239,6 +239,15 @@ pub struct FeatureSet {
 }
 
 impl FeatureSet {
+    /// Row of each image id.
+    pub fn row_of(&self) -> HashMap<&str, usize> {
+        self.ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect()
+    }
+
     pub fn detail_row(&self, i: usize) -> &[f32] {
         let n = self.tokens * self.width;
         &self.detail[i * n..(i + 1) * n]

@@ -34,16 +34,22 @@ pub struct TrainEncoderArgs {
     eval_only: bool,
 }
 
-pub fn train_encoder_cmd(args: TrainEncoderArgs) -> Result<()> {
-    let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("{}: cannot read", path.display()))?;
-            toml::from_str::<EncoderTrainConfig>(&text)
-                .with_context(|| format!("{}: not an encoder training config", path.display()))?
-        }
-        None => EncoderTrainConfig::default(),
+/// Training settings from a TOML file (unknown keys are errors), or the defaults.
+fn settings_file<T: serde::de::DeserializeOwned + Default>(
+    path: Option<&std::path::Path>,
+    what: &str,
+) -> Result<T> {
+    let Some(path) = path else {
+        return Ok(T::default());
     };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{}: not {what}", path.display()))
+}
+
+pub fn train_encoder_cmd(args: TrainEncoderArgs) -> Result<()> {
+    let mut config: EncoderTrainConfig =
+        settings_file(args.config.as_deref(), "an encoder training config")?;
     if let Some(seed) = args.seed {
         config.seed = seed;
     }
@@ -136,15 +142,8 @@ pub fn train_generator_cmd(args: TrainGeneratorArgs) -> Result<()> {
     use brainmclip::train::generator::{
         load_generator, train_generator, Conditioner, GeneratorJob, GeneratorTrainConfig,
     };
-    let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("{}: cannot read", path.display()))?;
-            toml::from_str::<GeneratorTrainConfig>(&text)
-                .with_context(|| format!("{}: not a generator training config", path.display()))?
-        }
-        None => GeneratorTrainConfig::default(),
-    };
+    let mut config: GeneratorTrainConfig =
+        settings_file(args.config.as_deref(), "a generator training config")?;
     if let Some(s) = args.steps {
         config.steps = s;
     }

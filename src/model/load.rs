@@ -31,19 +31,21 @@ pub struct Loaded<M, C> {
     pub report: String,
 }
 
-/// Casts half-precision tensors (every one, raw parameters included) to f32.
+/// Casts every floating-point tensor (f16, bf16, f32; raw parameters included) to one dtype:
+/// f32 when loading half-precision files, f16 when saving ours (`save.rs`).
 #[derive(Clone)]
-struct CastToF32;
+pub(crate) struct CastFloats(pub DType);
 
-impl ModuleAdapter for CastToF32 {
+impl ModuleAdapter for CastFloats {
     fn adapt(&self, s: &TensorSnapshot) -> TensorSnapshot {
-        if !matches!(s.dtype, DType::F16 | DType::BF16) {
+        if s.dtype == self.0 || !matches!(s.dtype, DType::F16 | DType::BF16 | DType::F32) {
             return s.clone();
         }
         let data = s.clone_data_fn();
+        let to = self.0;
         TensorSnapshot::from_closure(
-            Rc::new(move || Ok(data()?.convert_dtype(DType::F32))),
-            DType::F32,
+            Rc::new(move || Ok(data()?.convert_dtype(to))),
+            to,
             s.shape.clone(),
             s.path_stack.clone().unwrap_or_default(),
             s.container_stack.clone().unwrap_or_default(),
@@ -101,7 +103,7 @@ fn load_weights<B: Backend, M: ModuleSnapshot<B>>(
             r"(layer_norm\d|pre_layrnorm|post_layernorm|final_layer_norm)\.bias$",
             "$1.beta",
         )
-        .with_from_adapter(CastToF32.chain(PyTorchToBurnAdapter))
+        .with_from_adapter(CastFloats(DType::F32).chain(PyTorchToBurnAdapter))
         .allow_partial(true);
     let result = model
         .load_from(&mut store)

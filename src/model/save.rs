@@ -3,17 +3,15 @@
 //! `features`, transformers itself — loads ours the same way.
 
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use burn::module::Param;
 use burn::prelude::*;
-use burn::store::{
-    BurnToPyTorchAdapter, ModuleAdapter, ModuleSnapshot, SafetensorsStore, TensorSnapshot,
-};
+use burn::store::{BurnToPyTorchAdapter, ModuleAdapter, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::DType;
 
 use super::clip::ClipVision;
 use super::clip_text::ClipText;
+use super::load::CastFloats;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: cannot write: {message}")]
@@ -30,32 +28,6 @@ pub struct Clip<B: Backend> {
     pub text: ClipText<B>,
     /// `log(1 / temperature)`, as CLIP's `logit_scale`.
     pub logit_scale: Param<Tensor<B, 1>>,
-}
-
-/// Casts f32 tensors to `dtype` on the way out.
-#[derive(Clone)]
-struct CastTo(DType);
-
-impl ModuleAdapter for CastTo {
-    fn adapt(&self, s: &TensorSnapshot) -> TensorSnapshot {
-        if s.dtype != DType::F32 {
-            return s.clone();
-        }
-        let data = s.clone_data_fn();
-        let to = self.0;
-        TensorSnapshot::from_closure(
-            Rc::new(move || Ok(data()?.convert_dtype(to))),
-            to,
-            s.shape.clone(),
-            s.path_stack.clone().unwrap_or_default(),
-            s.container_stack.clone().unwrap_or_default(),
-            s.tensor_id.unwrap_or_default(),
-        )
-    }
-
-    fn clone_box(&self) -> Box<dyn ModuleAdapter> {
-        Box::new(self.clone())
-    }
 }
 
 /// Writes `dir/model.safetensors` (Hugging Face names, f16 when `half`) and `dir/config.json`.
@@ -76,7 +48,7 @@ pub fn save_clip<B: Backend>(
     let mut store = SafetensorsStore::from_file(&partial)
         .with_key_remapping(r"^vision\.", "")
         .with_key_remapping(r"^text\.", "")
-        .with_to_adapter(BurnToPyTorchAdapter.chain(CastTo(dtype)))
+        .with_to_adapter(BurnToPyTorchAdapter.chain(CastFloats(dtype)))
         .metadata("format", "pt")
         .overwrite(true);
     model

@@ -3,8 +3,6 @@
 //! written (`model/calibration.rs`), then scored on the held-out test trials (`evaluate.rs`)
 //! into `report.json` with the loss curves in `loss.png`.
 
-use std::collections::HashMap;
-
 use burn::backend::Flex;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -41,12 +39,7 @@ fn dataset(
     features: &FeatureSet,
     norm: &Normalisation,
 ) -> Result<Dataset, CalibrateError> {
-    let row_of: HashMap<&str, usize> = features
-        .ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.as_str(), i))
-        .collect();
+    let row_of = features.row_of();
     let mut ds = Dataset {
         ids: Vec::new(),
         detail: Vec::new(),
@@ -100,12 +93,7 @@ fn fit_normalisation(
         .iter()
         .flat_map(|r| r.semantic.iter().copied())
         .collect();
-    let row_of: HashMap<&str, usize> = features
-        .ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.as_str(), i))
-        .collect();
+    let row_of = features.row_of();
     let mut tokens = Vec::new();
     let mut embedding = Vec::new();
     for r in train {

@@ -86,12 +86,7 @@ pub fn evaluate_decoding(
     features: &FeatureSet,
     positions: &HashMap<String, [f64; 2]>,
 ) -> Result<(DecodingReport, Vec<Decoded>), CalibrateError> {
-    let row_of: HashMap<&str, usize> = features
-        .ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.as_str(), i))
-        .collect();
+    let row_of = features.row_of();
     let rows: Vec<usize> = test
         .iter()
         .map(|r| {
