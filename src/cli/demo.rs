@@ -43,6 +43,12 @@ pub struct DemoArgs {
     calibration: PathBuf,
     #[arg(long, default_value = "assets/demo-generator")]
     generator: PathBuf,
+    /// Denoising steps per image.
+    #[arg(long, default_value_t = 4)]
+    steps: usize,
+    /// Classifier-free guidance scale (1 = none).
+    #[arg(long, default_value_t = 1.0)]
+    guidance: f64,
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -117,6 +123,8 @@ pub fn demo_cmd(args: DemoArgs) -> Result<()> {
     config.feedback.address = "127.0.0.1:0".into();
     config.decode.calibration = Some(args.calibration.clone());
     config.decode.generator = Some(args.generator.clone());
+    config.decode.steps = args.steps;
+    config.decode.guidance = args.guidance;
     // A fresh export folder and session: a rerun must not see the last run's files.
     for dir in [&config.ingest.dir, &config.output.dir] {
         if dir.exists() {
