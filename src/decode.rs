@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::clock::now_ns;
 use crate::config::DecodeConfig;
+use crate::metrics::cosine;
 use crate::model::calibration::{Calibration, CalibrationError};
 use crate::model::generator::schedule::{sample, SamplerSettings};
 use crate::model::generator::{Condition, UNet};
@@ -74,12 +75,6 @@ pub struct Decoder {
     calibration: Calibration<Flex>,
     target: Option<Vec<f32>>,
     checked: bool,
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
-    let n = |v: &[f32]| v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (n(a) * n(b)).max(1e-30)
 }
 
 impl Decoder {

@@ -2,35 +2,15 @@
 //! are skipped and counted (never queued without bound), nothing offered is lost without a
 //! count, and a generator made for other features is refused by name.
 
-use burn::backend::flex::FlexDevice;
-use burn::backend::Flex;
+mod common;
 
 use brainmclip::config::DecodeConfig;
 use brainmclip::decode::{DecodeError, DecodedTrial, Generation};
-use brainmclip::model::save::save_clip;
-use brainmclip::train::encoder::EncoderTrainConfig;
 use brainmclip::train::generator::{train_generator, GeneratorJob, GeneratorTrainConfig};
 
 fn tiny_generator(root: &std::path::Path) -> std::path::PathBuf {
     let enc = root.join("encoder");
-    let config = EncoderTrainConfig {
-        image_size: 32,
-        width: 32,
-        vision_layers: 2,
-        text_width: 32,
-        text_layers: 1,
-        heads: 2,
-        projection_dim: 16,
-        detail_layers: (1, 2),
-        ..EncoderTrainConfig::default()
-    };
-    save_clip(
-        &config.init::<Flex>(&FlexDevice),
-        &config.hf_config(),
-        &enc,
-        false,
-    )
-    .unwrap();
+    common::tiny_encoder(&enc);
     let out = root.join("generator");
     train_generator(&GeneratorJob {
         encoder: enc,

@@ -1,36 +1,21 @@
 //! The generator's training job and sampler: seeded sampling is reproducible, training lowers
 //! the loss and resumes exactly, the saved EMA weights load back.
 
+mod common;
+
 use burn::backend::flex::FlexDevice;
 use burn::backend::Flex;
 
 use brainmclip::model::generator::schedule::{sample, SamplerSettings};
-use brainmclip::model::save::save_clip;
-use brainmclip::train::encoder::{heldout_stimuli, EncoderTrainConfig};
+use brainmclip::train::encoder::heldout_stimuli;
 use brainmclip::train::generator::{
     load_generator, train_generator, Conditioner, GeneratorJob, GeneratorTrainConfig,
 };
 
-fn tiny_encoder(dir: &std::path::Path) {
-    let config = EncoderTrainConfig {
-        image_size: 32,
-        width: 32,
-        vision_layers: 3,
-        text_width: 32,
-        text_layers: 1,
-        heads: 2,
-        projection_dim: 16,
-        detail_layers: (1, 2),
-        ..EncoderTrainConfig::default()
-    };
-    let model = config.init::<Flex>(&FlexDevice);
-    save_clip(&model, &config.hf_config(), dir, false).unwrap();
-}
-
 #[test]
 fn training_lowers_the_loss_resumes_exactly_and_samples_reproducibly() {
     let enc = tempfile::tempdir().unwrap();
-    tiny_encoder(enc.path());
+    common::tiny_encoder(enc.path());
     let config = GeneratorTrainConfig {
         steps: 40,
         batch: 6,

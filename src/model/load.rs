@@ -58,6 +58,13 @@ impl ModuleAdapter for CastFloats {
     }
 }
 
+/// The detail layers our own encoders record in their `config.json`
+/// (`brainmclip.detail_layers`), when there.
+pub fn detail_layers_of(config: &serde_json::Value) -> Option<(usize, usize)> {
+    let a = config.pointer("/brainmclip/detail_layers")?.as_array()?;
+    Some((a.first()?.as_u64()? as usize, a.get(1)?.as_u64()? as usize))
+}
+
 /// `config.json`: the section for one tower (nested in CLIPModel, flat otherwise) and the
 /// projection size.
 fn read_config<C: serde::de::DeserializeOwned>(

@@ -201,11 +201,7 @@ impl CalibrateConfig {
         if let Some(l) = self.detail_layers {
             return Ok(l);
         }
-        let ours = json
-            .pointer("/brainmclip/detail_layers")
-            .and_then(|v| v.as_array())
-            .and_then(|a| Some((a.first()?.as_u64()? as usize, a.get(1)?.as_u64()? as usize)));
-        Ok(ours.unwrap_or((11, 20)))
+        Ok(crate::model::load::detail_layers_of(&json).unwrap_or((11, 20)))
     }
 }
 

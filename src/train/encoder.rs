@@ -258,20 +258,6 @@ pub fn pixels_tensor<B: Backend>(
     )
 }
 
-/// The paths of a training output folder.
-pub struct EncoderFolder {
-    pub root: PathBuf,
-}
-
-impl EncoderFolder {
-    pub fn tokenizer(&self) -> PathBuf {
-        self.root.join("tokenizer.json")
-    }
-    fn checkpoint(&self) -> PathBuf {
-        self.root.join("checkpoint")
-    }
-}
-
 /// Writes `tokenizer.json` into `dir` and opens it.
 pub fn demo_tokenizer(dir: &Path, context: usize) -> Result<ClipTokenizer, TrainError> {
     let path = dir.join("tokenizer.json");
@@ -376,24 +362,22 @@ pub fn train_encoder(job: &EncoderJob) -> Result<EncoderSummary, TrainError> {
     let config = &job.config;
     config.validate()?;
     let device = FlexDevice;
-    let folder = EncoderFolder {
-        root: job.out.clone(),
+    let checkpoint_dir = job.out.join("checkpoint");
+    std::fs::create_dir_all(&job.out).map_err(|e| file_err(&job.out, e))?;
+    let tokenizer = demo_tokenizer(&job.out, config.context)?;
+    let (mut model, mut optim, mut state) = match load_checkpoint(&checkpoint_dir, config, &device)?
+    {
+        Some(found) => found,
+        None => (
+            config.init::<Train>(&device),
+            adamw(config),
+            CheckpointState {
+                config: config.clone(),
+                step: 0,
+                losses: Vec::new(),
+            },
+        ),
     };
-    std::fs::create_dir_all(&folder.root).map_err(|e| file_err(&folder.root, e))?;
-    let tokenizer = demo_tokenizer(&folder.root, config.context)?;
-    let (mut model, mut optim, mut state) =
-        match load_checkpoint(&folder.checkpoint(), config, &device)? {
-            Some(found) => found,
-            None => (
-                config.init::<Train>(&device),
-                adamw(config),
-                CheckpointState {
-                    config: config.clone(),
-                    step: 0,
-                    losses: Vec::new(),
-                },
-            ),
-        };
     let resumed_from = state.step;
     let end = job
         .max_steps
@@ -416,7 +400,7 @@ pub fn train_encoder(job: &EncoderJob) -> Result<EncoderSummary, TrainError> {
         bar.set_message(format!("loss {value:.3}"));
         bar.inc(1);
         if state.step % config.checkpoint_every == 0 || state.step == end {
-            checkpoint::save(&folder.checkpoint(), &model, &optim, &state).map_err(|e| {
+            checkpoint::save(&checkpoint_dir, &model, &optim, &state).map_err(|e| {
                 TrainError::File {
                     path: e.path,
                     message: e.message,
@@ -427,7 +411,7 @@ pub fn train_encoder(job: &EncoderJob) -> Result<EncoderSummary, TrainError> {
     bar.finish();
     let complete = state.step >= config.steps;
     if complete {
-        save_clip(&model.valid(), &config.hf_config(), &folder.root, true)?;
+        save_clip(&model.valid(), &config.hf_config(), &job.out, true)?;
     }
     Ok(EncoderSummary {
         steps_done: state.step,

@@ -106,11 +106,8 @@ impl Conditioner {
             .and_then(|t| serde_json::from_str(&t).ok())
             .ok_or_else(|| file_err(&path, "cannot read"))?;
         let blocks = loaded.config.num_hidden_layers;
-        let layers = json
-            .pointer("/brainmclip/detail_layers")
-            .and_then(|v| v.as_array())
-            .and_then(|a| Some((a.first()?.as_u64()? as usize, a.get(1)?.as_u64()? as usize)))
-            .unwrap_or((11.min(blocks), 20.min(blocks)));
+        let layers =
+            crate::model::load::detail_layers_of(&json).unwrap_or((11.min(blocks), 20.min(blocks)));
         Ok(Conditioner {
             image_size: loaded.config.image_size,
             vision: loaded.model,

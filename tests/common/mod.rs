@@ -109,3 +109,22 @@ pub fn collect_timed(ingest: &Ingest, limit: Duration) -> Vec<(IngestEvent, u64)
         summary(&got).join(" ")
     )
 }
+
+/// A tiny untrained demo-style CLIP (32 px, patch 8: 17 tokens of width 32, 16-d embeddings)
+/// saved as a Hugging Face folder in `dir`.
+pub fn tiny_encoder(dir: &Path) {
+    use brainmclip::train::encoder::EncoderTrainConfig;
+    let config = EncoderTrainConfig {
+        image_size: 32,
+        width: 32,
+        vision_layers: 3,
+        text_width: 32,
+        text_layers: 1,
+        heads: 2,
+        projection_dim: 16,
+        detail_layers: (1, 2),
+        ..EncoderTrainConfig::default()
+    };
+    let model = config.init::<burn::backend::Flex>(&burn::backend::flex::FlexDevice);
+    brainmclip::model::save::save_clip(&model, &config.hf_config(), dir, false).unwrap();
+}
