@@ -61,9 +61,21 @@ pub struct DecodeConfig {
     /// embedding with this text's CLIP embedding (needs `encoder`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_text: Option<String>,
-    /// The CLIP folder whose text tower embeds `target_text`.
+    /// Feedback target given as an image file: the cosine with its CLIP image embedding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_image: Option<PathBuf>,
+    /// A folder of candidate images: each decoded trial is ranked against them (top-3 in the
+    /// window and the log) and, when no target is set, the feedback value is the trial's
+    /// identification score among them (the stimulus must be in the folder).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gallery: Option<PathBuf>,
+    /// The CLIP folder whose towers embed the targets and the gallery.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encoder: Option<PathBuf>,
+    /// The folder the events' `stim_file` paths are relative to (the BIDS root): the window
+    /// shows each trial's stimulus beside its reconstruction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stimuli: Option<PathBuf>,
 }
 
 impl Default for DecodeConfig {
@@ -75,7 +87,10 @@ impl Default for DecodeConfig {
             guidance: 1.0,
             seed: 0,
             target_text: None,
+            target_image: None,
+            gallery: None,
             encoder: None,
+            stimuli: None,
         }
     }
 }
@@ -305,6 +320,9 @@ impl SessionConfig {
             &mut self.decode.calibration,
             &mut self.decode.generator,
             &mut self.decode.encoder,
+            &mut self.decode.target_image,
+            &mut self.decode.gallery,
+            &mut self.decode.stimuli,
         ]
         .into_iter()
         .flatten()
@@ -465,6 +483,26 @@ impl SessionConfig {
                     self.decode.guidance
                 ),
             );
+        }
+        let d = &self.decode;
+        if d.target_text.is_some() && d.target_image.is_some() {
+            return invalid(
+                "decode.target_text",
+                "and decode.target_image are both set; give one feedback target".into(),
+            );
+        }
+        let needs_encoder = [
+            ("decode.target_text", d.target_text.is_some()),
+            ("decode.target_image", d.target_image.is_some()),
+            ("decode.gallery", d.gallery.is_some()),
+        ];
+        if let Some((key, _)) = needs_encoder.iter().find(|(_, set)| *set) {
+            if d.encoder.is_none() {
+                return invalid(
+                    key,
+                    "needs decode.encoder (the CLIP folder that embeds it)".into(),
+                );
+            }
         }
         if let Err(message) = self.simulate.validate() {
             return Err(ConfigError::Invalid {

@@ -21,6 +21,7 @@ use crate::model::calibration::{Calibration, CalibrationError};
 use crate::model::generator::schedule::{sample, SamplerSettings};
 use crate::model::generator::{Condition, UNet};
 use crate::preprocess::trials::Sample;
+use crate::retrieval::Gallery;
 use crate::train::generator::{load_generator, GeneratorInfo};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,12 +43,25 @@ pub enum DecodeError {
 }
 
 /// One decoded trial.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct DecodedTrial {
     pub trial: u64,
     pub stimulus: Option<String>,
-    /// Cosine of the decoded embedding with the feedback target, when one is set.
+    /// The feedback value: the cosine of the decoded embedding with the target when one is
+    /// set, otherwise the trial's identification score in the gallery (when it has one).
     pub feedback: Option<f64>,
+    /// Cosine with the target, when one is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_similarity: Option<f64>,
+    /// The gallery's best matches (file name, cosine), best first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retrieved: Vec<(String, f32)>,
+    /// Fraction of the gallery's other images the true stimulus beats (0.5 = chance).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identification: Option<f64>,
+    /// Gallery indices of `retrieved`.
+    #[serde(skip)]
+    pub retrieved_index: Vec<usize>,
     pub sample_ns: u64,
     pub decoded_ns: u64,
     #[serde(skip)]
@@ -74,16 +88,36 @@ pub struct Reconstruction {
 pub struct Decoder {
     calibration: Calibration<Flex>,
     target: Option<Vec<f32>>,
+    gallery: Option<Arc<Gallery>>,
     checked: bool,
 }
+
+/// How many gallery matches each trial reports.
+pub const RETRIEVED: usize = 3;
 
 impl Decoder {
     pub fn load(dir: &Path, target: Option<Vec<f32>>) -> Result<Decoder, DecodeError> {
         Ok(Decoder {
             calibration: Calibration::load(dir, &FlexDevice)?,
             target,
+            gallery: None,
             checked: false,
         })
+    }
+
+    /// Ranks every decoded trial against `gallery`.
+    pub fn with_gallery(mut self, gallery: Gallery) -> Decoder {
+        self.gallery = Some(Arc::new(gallery));
+        self
+    }
+
+    pub fn gallery(&self) -> Option<&Arc<Gallery>> {
+        self.gallery.as_ref()
+    }
+
+    /// Replaces the feedback target (e.g. a new prompt typed in the window).
+    pub fn set_target(&mut self, target: Option<Vec<f32>>) {
+        self.target = target;
     }
 
     pub fn calibration(&self) -> &Calibration<Flex> {
@@ -105,16 +139,51 @@ impl Decoder {
                 detail_tokens: Vec::new(),
                 embedding: Vec::new(),
             });
+        let target_similarity = self.target.as_ref().map(|t| cosine(&out.embedding, t));
+        let ranking = self
+            .gallery
+            .as_ref()
+            .map(|g| g.rank(&out.embedding, s.trial.stimulus.as_deref(), RETRIEVED));
+        let identification = ranking.as_ref().and_then(|r| r.identification);
+        let top = ranking.map(|r| r.top).unwrap_or_default();
         Ok(DecodedTrial {
             trial: s.trial.id,
             stimulus: s.trial.stimulus.clone(),
-            feedback: self.target.as_ref().map(|t| cosine(&out.embedding, t)),
+            feedback: target_similarity.or(identification),
+            target_similarity,
+            retrieved: top
+                .iter()
+                .filter_map(|&(i, c)| {
+                    let g = self.gallery.as_ref()?;
+                    Some((g.names.get(i)?.clone(), c))
+                })
+                .collect(),
+            identification,
+            retrieved_index: top.iter().map(|t| t.0).collect(),
             sample_ns,
             decoded_ns: now_ns(),
             embedding: out.embedding,
             tokens: out.detail_tokens,
         })
     }
+}
+
+/// The CLIP image embedding of the image file `path` through `encoder`'s vision tower.
+pub fn image_target(encoder: &Path, path: &Path) -> Result<Vec<f32>, DecodeError> {
+    let err = |p: &Path, m: String| DecodeError::File {
+        path: p.to_owned(),
+        message: m,
+    };
+    let conditioner = crate::train::generator::Conditioner::load(encoder)
+        .map_err(|e| err(encoder, e.to_string()))?;
+    let size = conditioner.image_size;
+    let (rgb, _, _) = crate::retrieval::read_rgb8(path, Some(size as u32))
+        .map_err(|e| err(path, e.to_string()))?;
+    let pixels: Vec<f32> = rgb.iter().map(|&v| v as f32 / 255.0).collect();
+    crate::train::generator_eval::embed_images(&conditioner, &[pixels], size)
+        .map_err(|e| err(encoder, e.to_string()))?
+        .pop()
+        .ok_or_else(|| err(path, "no embedding".into()))
 }
 
 /// The CLIP text embedding of `text` through `encoder`'s text tower and tokenizer.
@@ -233,6 +302,11 @@ impl Generation {
 
     pub fn skipped(&self) -> usize {
         self.skipped.load(Ordering::SeqCst)
+    }
+
+    /// True while a trial waits for the worker.
+    pub fn waiting(&self) -> bool {
+        self.slot.0.lock().is_ok_and(|p| p.is_some())
     }
 
     /// Waits until the worker has drawn every trial offered, then stops it.

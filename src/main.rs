@@ -85,6 +85,9 @@ enum Command {
         /// With --replay: speed factor, or "max" for as fast as possible.
         #[arg(long, default_value = "1")]
         speed: String,
+        /// Show the live window (needs a display).
+        #[arg(long)]
+        window: bool,
     },
 }
 
@@ -337,8 +340,9 @@ fn main() -> Result<()> {
             dir,
             replay,
             speed,
+            window,
         } => {
-            cli::run::run(config, dir, replay, speed)?;
+            cli::run::run(config, dir, replay, speed, window)?;
         }
         Command::Simulate(args) => simulate(args)?,
         Command::TrainEncoder(args) => cli::train::train_encoder_cmd(args)?,

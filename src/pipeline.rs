@@ -3,10 +3,12 @@
 //! events for the sinks (recorder, feedback server, window).
 //!
 //! Every volume is preprocessed, in order (the rolling statistics must see each one); nothing
-//! is dropped before this stage. Late volumes are reported and not used (their slot has passed).
+//! is dropped before this stage. A late volume (arriving after its slot was declared missing)
+//! is reported, joins the rolling statistics, and makes no sample (its trial slot has passed).
 //! Telemetry: each volume carries its seen, read and preprocessed times in integer ns.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -20,6 +22,7 @@ use crate::ingest::{
 };
 use crate::preprocess::masks::{MaskError, Masks};
 use crate::preprocess::realign::{framewise_displacement, Realigner};
+use crate::preprocess::slices::{roi_labels, slice_point, OrthoSlices, VolumeSlices};
 use crate::preprocess::trials::{read_events, Sample, TrialAssembler, TrialError};
 use crate::preprocess::zscore::{RollingZ, ZMode};
 use crate::sink::feedback::Marker;
@@ -56,6 +59,11 @@ pub struct VolumeReport {
     pub seen_ns: u64,
     pub read_ns: u64,
     pub preprocessed_ns: u64,
+    /// Orthogonal planes of the (realigned) volume, and of the ROI labels, for the window.
+    #[serde(skip)]
+    pub slices: Option<VolumeSlices>,
+    #[serde(skip)]
+    pub roi_slices: Option<Arc<OrthoSlices<u8>>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -266,6 +274,9 @@ struct Preprocess {
     reference: Option<Vec<f32>>,
     realigner: Option<Realigner>,
     masks: Option<Masks>,
+    /// Where the display planes cut the volume, and the ROI labels on them.
+    slice_at: [usize; 3],
+    roi_slices: Option<Arc<OrthoSlices<u8>>>,
     z_detail: Option<RollingZ>,
     z_semantic: Option<RollingZ>,
     previous_motion: Option<[f32; 6]>,
@@ -301,6 +312,8 @@ impl Preprocess {
             reference,
             realigner: None,
             masks: None,
+            slice_at: [0; 3],
+            roi_slices: None,
             z_detail: None,
             z_semantic: None,
             previous_motion: None,
@@ -365,12 +378,52 @@ impl Preprocess {
                     });
                     return;
                 }
+                IngestEvent::Late(v) => {
+                    self.absorb_late(&v);
+                    self.send(PipelineEvent::Ingest(IngestEvent::Late(v)))
+                }
                 other => self.send(PipelineEvent::Ingest(other)),
             };
             if !keep_going {
                 return;
             }
         }
+    }
+
+    /// A late volume (its slot was already declared missing) joins the rolling statistics so
+    /// the baseline of later volumes includes it; it makes no sample and does not move the
+    /// motion trace (its parameters are estimated from the last on-time volume's).
+    fn absorb_late(&mut self, v: &Volume) {
+        let k = v.index.saturating_sub(self.config.session.first_index);
+        if !self.initialised || self.failed || k < self.config.preprocess.dummy_scans {
+            return;
+        }
+        let (Some(masks), Some(z1), Some(z2)) =
+            (&self.masks, &mut self.z_detail, &mut self.z_semantic)
+        else {
+            return;
+        };
+        let mut resliced = Vec::new();
+        let mut data: &[f32] = &v.data;
+        if let (Some(realigner), MotionMode::Realign) =
+            (&self.realigner, self.config.preprocess.motion)
+        {
+            match realigner.estimate(&v.data, self.previous_motion.unwrap_or([0.0; 6])) {
+                Ok(params) => {
+                    realigner.reslice(&v.data, &params, &mut resliced);
+                    data = &resliced;
+                }
+                Err(e) => {
+                    tracing::warn!("late volume {}: {e}; left out of the statistics", v.index);
+                    return;
+                }
+            }
+        }
+        let (mut detail, mut semantic) = (Vec::new(), Vec::new());
+        Masks::gather(&masks.detail, data, &mut detail);
+        Masks::gather(&masks.semantic, data, &mut semantic);
+        z1.absorb(&detail, k as f64);
+        z2.absorb(&semantic, k as f64);
     }
 
     fn mask_sizes(&self) -> (usize, usize) {
@@ -433,7 +486,12 @@ impl Preprocess {
             };
             self.z_detail = Some(RollingZ::new(masks.detail.len(), mode, p.detrend));
             self.z_semantic = Some(RollingZ::new(masks.semantic.len(), mode, p.detrend));
+            self.slice_at = slice_point(g.dims, &masks.detail);
+            let labels = roi_labels(g.dims, &masks.detail, &masks.semantic);
+            self.roi_slices = OrthoSlices::cut(&labels, g.dims, self.slice_at).map(Arc::new);
             self.masks = Some(masks);
+        } else {
+            self.slice_at = slice_point(g.dims, &[]);
         }
         Ok(())
     }
@@ -487,14 +545,15 @@ impl Preprocess {
             Masks::gather(&masks.detail, data, detail);
             Masks::gather(&masks.semantic, data, semantic);
             global_signal = mean(detail);
-            z1.push(detail, zd);
-            z2.push(semantic, zs);
+            z1.push_at(detail, k as f64, zd);
+            z2.push_at(semantic, k as f64, zs);
             mean_z_detail = Some(mean(zd));
             mean_z_semantic = Some(mean(zs));
         } else {
             global_signal = mean(data);
         }
         let samples = self.assembler.push_volume(k, zd, zs);
+        let slices = OrthoSlices::cut(data, v.geometry.dims, self.slice_at).map(Arc::new);
         let report = VolumeReport {
             index: v.index,
             path: v.path.clone(),
@@ -508,6 +567,8 @@ impl Preprocess {
             seen_ns: v.seen_ns,
             read_ns: v.read_ns,
             preprocessed_ns: now_ns(),
+            slices,
+            roi_slices: self.roi_slices.clone(),
         };
         self.send(PipelineEvent::Volume(report)) && self.send_samples(samples)
     }

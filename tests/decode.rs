@@ -23,6 +23,7 @@ fn tiny_generator(root: &std::path::Path) -> std::path::PathBuf {
         },
         out: out.clone(),
         max_steps: None,
+        device: brainmclip::model::device::DeviceChoice::Cpu,
         progress: false,
     })
     .unwrap();
@@ -38,6 +39,7 @@ fn trial(id: u64) -> DecodedTrial {
         decoded_ns: id + 1,
         embedding: vec![0.1; 16],
         tokens: vec![0.2; 17 * 32],
+        ..DecodedTrial::default()
     }
 }
 

@@ -31,6 +31,7 @@ fn training_lowers_the_loss_resumes_exactly_and_samples_reproducibly() {
         out: out.to_owned(),
         max_steps,
         progress: false,
+        device: brainmclip::model::device::DeviceChoice::Cpu,
     };
     let whole = tempfile::tempdir().unwrap();
     let full = train_generator(&job(whole.path(), None)).unwrap();

@@ -3,7 +3,7 @@
 //! problem with a known answer.
 
 use burn::backend::flex::FlexDevice;
-use burn::backend::Flex;
+use burn::backend::{Autodiff, Flex};
 
 use brainmclip::model::calibration::{Calibration, CalibrationInfo, Normalisation};
 use brainmclip::model::projector::ProjectorConfig;
@@ -156,8 +156,16 @@ fn training_lowers_the_validation_loss_and_resumes() {
         ..CalibrateConfig::default()
     };
     let out = tempfile::tempdir().unwrap();
-    let (_, report) =
-        train_projector(&calibrate, &c, &train, &validation, out.path(), false).unwrap();
+    let (_, report) = train_projector::<Autodiff<Flex>>(
+        &calibrate,
+        &c,
+        &train,
+        &validation,
+        out.path(),
+        false,
+        &FlexDevice,
+    )
+    .unwrap();
     let first = report.log[0].validation;
     assert_eq!(report.epochs_run, 30);
     assert!(
@@ -175,14 +183,30 @@ fn training_lowers_the_validation_loss_and_resumes() {
         assert!(report.log[0].terms.contains_key(term), "{term}");
     }
     // A second call finds the finished checkpoint and trains no further epoch.
-    let (_, again) =
-        train_projector(&calibrate, &c, &train, &validation, out.path(), false).unwrap();
+    let (_, again) = train_projector::<Autodiff<Flex>>(
+        &calibrate,
+        &c,
+        &train,
+        &validation,
+        out.path(),
+        false,
+        &FlexDevice,
+    )
+    .unwrap();
     assert_eq!(again.resumed_from, 30);
     assert_eq!(again.best_validation, report.best_validation);
     // Other settings are refused rather than silently mixed.
     let mut other = calibrate.clone();
     other.train.learning_rate = 1e-4;
-    let err = match train_projector(&other, &c, &train, &validation, out.path(), false) {
+    let err = match train_projector::<Autodiff<Flex>>(
+        &other,
+        &c,
+        &train,
+        &validation,
+        out.path(),
+        false,
+        &FlexDevice,
+    ) {
         Ok(_) => panic!("a checkpoint with other settings must be refused"),
         Err(e) => e.to_string(),
     };

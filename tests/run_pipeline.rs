@@ -337,6 +337,65 @@ fn sigterm_ends_the_run_cleanly_with_the_log_flushed() {
     assert_eq!(last["event"], "run_ended");
 }
 
+/// The recorder writes `events.jsonl.partial` and renames it when the run ends: a run killed
+/// outright leaves only the partial file, every line in it whole; a clean end leaves only the
+/// final name.
+#[cfg(unix)]
+#[test]
+fn the_log_appears_under_its_final_name_only_when_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let session = simulated_session(d, 40, 5, "", false, "enabled = false");
+    let spawn = |speed: &str| {
+        Command::new(env!("CARGO_BIN_EXE_brainmclip"))
+            .args([
+                "run",
+                "--config",
+                session.to_str().unwrap(),
+                "--replay",
+                d.join("bids/sub-01/func/sub-01_task-images_run-01_bold.nii.gz")
+                    .to_str()
+                    .unwrap(),
+                "--speed",
+                speed,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Three volumes a second: killed after a few have been logged.
+    let mut child = spawn("2");
+    let partial = d.join("out/events.jsonl.partial");
+    let lines = |p: &Path| std::fs::read_to_string(p).map_or(0, |t| t.lines().count());
+    for _ in 0..200 {
+        if lines(&partial) >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(lines(&partial) >= 3, "nothing logged");
+    assert!(
+        !d.join("out/events.jsonl").exists(),
+        "the final name exists mid-run"
+    );
+    child.kill().unwrap(); // SIGKILL: no clean shutdown
+    child.wait().unwrap();
+    assert!(!d.join("out/events.jsonl").exists());
+    let log = std::fs::read_to_string(&partial).unwrap();
+    for line in log.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("a whole JSON line");
+    }
+    // The next run leaves the killed run's files alone and ends under the final names.
+    std::fs::remove_dir_all(d.join("export")).unwrap();
+    let out = spawn("max").wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(d.join("out/events-2.jsonl").exists());
+    assert!(d.join("out/qa-2.tsv").exists());
+    assert!(!d.join("out/events-2.jsonl.partial").exists());
+    assert_eq!(std::fs::read_to_string(&partial).unwrap(), log);
+}
+
 /// Calibration preprocesses recorded runs with `Pipeline::offline`: the same stage as the live
 /// path must give the same per-trial outputs as the live replay (the golden values).
 #[test]

@@ -28,6 +28,9 @@ pub struct CalibrateArgs {
     out: Option<PathBuf>,
     #[arg(long)]
     epochs: Option<usize>,
+    /// Override `device`: auto (a CUDA GPU when usable), cpu or cuda.
+    #[arg(long, value_enum)]
+    device: Option<brainmclip::model::device::DeviceChoice>,
 }
 
 fn load(
@@ -63,12 +66,15 @@ pub fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
     if let Some(e) = args.epochs {
         config.train.epochs = e;
     }
+    if let Some(d) = args.device {
+        config.device = d;
+    }
     let report = run_calibration(&config, true)?;
     for (part, count) in &report.parameters {
         println!("  {part:<24} {count:>10} parameters");
     }
     println!(
-        "{} targets (layers {}-{}): {} training + {} validation trials, {} test images; best epoch {} of {} (val {:.4}), {:.0} samples/s, {:.0} s",
+        "{} targets (layers {}-{}): {} training + {} validation trials, {} test images; best epoch {} of {} (val {:.4}), {:.0} samples/s on {}, {:.0} s",
         report.targets,
         report.detail_layers.0,
         report.detail_layers.1,
@@ -79,6 +85,7 @@ pub fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
         report.training.epochs_run,
         report.training.best_validation,
         report.training.samples_per_s,
+        report.device,
         report.seconds
     );
     print_decoding("test", &report.test);

@@ -17,7 +17,10 @@ use brainmclip::sim::design::RunKind;
 use brainmclip::sim::{run_kinds, simulate_runs, SimConfig};
 use brainmclip::train::generator::{load_generator, Conditioner};
 
-use super::run::run_config;
+use super::run::{run_config, with_window};
+
+/// The demo's feedback target: a prompt in the demo encoder's vocabulary.
+pub const DEMO_TARGET: &str = "a large red circle";
 
 /// The demo subject's simulation: `brainmclip simulate --out sim-demo --seed 0 --train-runs 12
 /// --test-runs 5` is what `calibration/demo` was calibrated on.
@@ -30,7 +33,8 @@ pub struct DemoArgs {
     /// Speed factor over the scanner (TR 1.5 s), or "max".
     #[arg(long, default_value = "1")]
     speed: String,
-    /// No window (the only mode for now: the window is not built yet).
+    /// No window: write the session folder and the summary only (automatic where there is no
+    /// display).
     #[arg(long)]
     headless: bool,
     /// Where the simulated run, the export folder and the session go.
@@ -70,10 +74,9 @@ fn read_rgb(path: &Path) -> Result<(Vec<f32>, usize)> {
 }
 
 pub fn demo_cmd(args: DemoArgs) -> Result<()> {
-    if !args.headless {
-        eprintln!(
-            "the live window is not built yet: running headless (session folder and summary)"
-        );
+    let window = !args.headless && brainmclip::ui::display_available();
+    if !args.headless && !window {
+        eprintln!("no display (DISPLAY and WAYLAND_DISPLAY are unset): running headless");
     }
     let sim = SimConfig {
         train_runs: DEMO_TRAIN_RUNS,
@@ -125,6 +128,13 @@ pub fn demo_cmd(args: DemoArgs) -> Result<()> {
     config.decode.generator = Some(args.generator.clone());
     config.decode.steps = args.steps;
     config.decode.guidance = args.guidance;
+    // The window shows each trial's stimulus and its top-3 among the run's images; the
+    // feedback value is the cosine with a text target, as a neurofeedback session would use.
+    let (info, _) = load_generator::<burn::backend::Flex>(&args.generator, &Default::default())?;
+    config.decode.encoder = Some(PathBuf::from(&info.encoder));
+    config.decode.stimuli = Some(bids.clone());
+    config.decode.gallery = Some(bids.join("stimuli"));
+    config.decode.target_text = Some(DEMO_TARGET.to_string());
     // A fresh export folder and session: a rerun must not see the last run's files.
     for dir in [&config.ingest.dir, &config.output.dir] {
         if dir.exists() {
@@ -132,10 +142,14 @@ pub fn demo_cmd(args: DemoArgs) -> Result<()> {
                 .with_context(|| format!("{}: cannot clear", dir.display()))?;
         }
     }
-    let outcome = run_config(config, None, Some(bold), args.speed.clone())?;
+    let speed = args.speed.clone();
+    let source = bold.clone();
+    let title = format!("brainmclip demo: simulated subject, test run {run} (synthetic data)");
+    let outcome = with_window(window, &title, move |link| {
+        run_config(config, None, Some(source), speed, link)
+    })?;
 
     // Score the session against what was shown.
-    let (info, _) = load_generator::<burn::backend::Flex>(&args.generator, &Default::default())?;
     let conditioner = Conditioner::load(Path::new(&info.encoder))?;
     let mut truth_embeddings = Vec::new();
     let mut decoded_embeddings = Vec::new();

@@ -10,11 +10,22 @@ use std::sync::atomic::Ordering;
 use anyhow::{bail, Context, Result};
 
 use brainmclip::config::SessionConfig;
-use brainmclip::decode::{text_target, DecodedTrial, Decoder, Generation, Reconstruction};
+use brainmclip::decode::{
+    image_target, text_target, DecodedTrial, Decoder, Generation, Reconstruction,
+};
 use brainmclip::ingest::replay::{run_replay, ReplayOptions};
 use brainmclip::ingest::IngestEvent;
 use brainmclip::pipeline::{Pipeline, PipelineEvent};
 use brainmclip::sink::feedback::FeedbackServer;
+use brainmclip::sink::viewer::ViewerSink;
+use brainmclip::ui::message::{SessionInfo, ViewerCommand, ViewerMessage};
+
+/// The window's side of a run: the messages it draws and the commands it sends back.
+pub struct ViewerLink {
+    pub title: String,
+    pub messages: crossbeam_channel::Sender<ViewerMessage>,
+    pub commands: crossbeam_channel::Receiver<ViewerCommand>,
+}
 
 /// What a run decoded and drew, for callers that score it (`demo`).
 #[derive(Default)]
@@ -25,6 +36,37 @@ pub struct RunOutcome {
     pub out_dir: PathBuf,
     /// (volume file seen, volume index) for latency figures.
     pub volume_seen_ns: Vec<(u32, u64)>,
+}
+
+/// Runs `job` on a worker thread with a window on this (the main) thread, or on this thread
+/// alone when `window` is false. Closing the window ends the job's run; the window stays
+/// open after the run ends until it is closed.
+pub fn with_window<T: Send + 'static>(
+    window: bool,
+    title: &str,
+    job: impl FnOnce(Option<ViewerLink>) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    if !window {
+        return job(None);
+    }
+    // Bounded: a stalled window drops messages (counted) rather than holding up the run.
+    let (messages, inbox) = crossbeam_channel::bounded(4096);
+    let (commands_tx, commands) = crossbeam_channel::unbounded();
+    let link = ViewerLink {
+        title: title.to_string(),
+        messages,
+        commands,
+    };
+    let worker = std::thread::Builder::new()
+        .name("run".into())
+        .spawn(move || job(Some(link)))
+        .context("cannot start the run thread")?;
+    let shown = brainmclip::ui::run_window(title, inbox, Some(commands_tx));
+    let result = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the run thread panicked"))?;
+    shown?;
+    result
 }
 
 pub async fn shutdown_signal() {
@@ -58,9 +100,16 @@ pub fn run(
     dir: Option<PathBuf>,
     replay_source: Option<PathBuf>,
     speed: String,
+    window: bool,
 ) -> Result<RunOutcome> {
     let config = SessionConfig::load(&config_path)?;
-    run_config(config, dir, replay_source, speed)
+    if window && !brainmclip::ui::display_available() {
+        bail!("--window: no display here (DISPLAY and WAYLAND_DISPLAY are unset)");
+    }
+    let title = format!("brainmclip run: {}", config_path.display());
+    with_window(window, &title, move |link| {
+        run_config(config, dir, replay_source, speed, link)
+    })
 }
 
 /// `run` on a session config already loaded (the demo builds its own).
@@ -69,6 +118,7 @@ pub fn run_config(
     dir: Option<PathBuf>,
     replay_source: Option<PathBuf>,
     speed: String,
+    viewer: Option<ViewerLink>,
 ) -> Result<RunOutcome> {
     if let Some(dir) = dir {
         config.ingest.dir = dir;
@@ -86,21 +136,25 @@ pub fn run_config(
                 };
                 config.output.dir.join(name)
             })
-            .find(|p| !p.exists())
+            .find(|p| !p.exists() && !partial(p).exists())
             .context("no free file name in output.dir")
     };
+    // The recorder writes `<name>.partial` line by line (flushed, so a crash loses nothing)
+    // and renames it to its final name when the run ends: a file under the final name is
+    // always complete.
     let log_path = free("events", "jsonl")?;
     let qa_path = free("qa", "tsv")?;
     let create = |p: &PathBuf| -> Result<std::io::BufWriter<std::fs::File>> {
         Ok(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("{}: cannot create", p.display()))?,
+            std::fs::File::create(partial(p))
+                .with_context(|| format!("{}: cannot create", partial(p).display()))?,
         ))
     };
     let (mut log, mut qa) = (create(&log_path)?, create(&qa_path)?);
     writeln!(qa, "index\ttrans_x_mm\ttrans_y_mm\ttrans_z_mm\trot_x_deg\trot_y_deg\trot_z_deg\tfd_mm\tglobal_signal\tmean_z_detail\tmean_z_semantic")?;
 
     // An in-process replay runs the scanner clock `factor` times faster: deadlines follow.
-    let mut replay_options = None;
+    let mut replay_options: Option<ReplayOptions> = None;
     if let Some(source) = &replay_source {
         let factor: f64 = match speed.as_str() {
             "max" => MAX_REPLAY_SPEED,
@@ -146,16 +200,36 @@ pub fn run_config(
         out_dir: config.output.dir.clone(),
         ..RunOutcome::default()
     };
-    let mut decoder = match &config.decode.calibration {
+    let d = &config.decode;
+    let mut decoder = match &d.calibration {
         Some(dir) => {
-            let target = match (&config.decode.target_text, &config.decode.encoder) {
-                (Some(text), Some(encoder)) => Some(text_target(encoder, text)?),
-                (Some(_), None) => bail!("decode.target_text needs decode.encoder (the CLIP folder whose text tower embeds it)"),
+            // Config validation guarantees an encoder wherever a target or gallery is set.
+            let target = match (&d.target_text, &d.target_image, &d.encoder) {
+                (Some(text), _, Some(encoder)) => Some(text_target(encoder, text)?),
+                (None, Some(image), Some(encoder)) => Some(image_target(encoder, image)?),
                 _ => None,
             };
-            Some(Decoder::load(dir, target)?)
+            let decoder = Decoder::load(dir, target)?;
+            Some(match (&d.gallery, &d.encoder) {
+                (Some(g), Some(encoder)) => {
+                    let gallery = brainmclip::retrieval::Gallery::load(g, encoder)?;
+                    tracing::info!(
+                        "gallery: {} candidate images from {}",
+                        gallery.names.len(),
+                        g.display()
+                    );
+                    decoder.with_gallery(gallery)
+                }
+                _ => decoder,
+            })
         }
         None => None,
+    };
+    let feedback_label = match (&d.target_text, &d.target_image, &d.gallery) {
+        (Some(t), _, _) => Some(format!("cosine with \"{t}\"")),
+        (None, Some(i), _) => Some(format!("cosine with {}", i.display())),
+        (None, None, Some(_)) => Some("identification among the gallery".to_string()),
+        _ => None,
     };
     let generation = match (&decoder, &config.decode.generator) {
         (Some(d), Some(dir)) => {
@@ -176,8 +250,33 @@ pub fn run_config(
         std::fs::create_dir_all(&images_dir)
             .with_context(|| format!("{}: cannot create", images_dir.display()))?;
     }
+    let (mut window, commands) = match viewer {
+        Some(link) => {
+            let session = SessionInfo {
+                title: link.title,
+                volumes: (config.session.volumes > 0).then_some(config.session.volumes),
+                tr_s: config.session.tr,
+                device: brainmclip::model::device::ComputeDevice::Cpu.to_string(),
+                output_dir: config.output.dir.clone(),
+                feedback_label,
+            };
+            let gallery = decoder.as_ref().and_then(|d| d.gallery().cloned());
+            let sink = ViewerSink::new(
+                link.messages,
+                session,
+                config.decode.stimuli.clone(),
+                gallery,
+            );
+            (Some(sink), link.commands)
+        }
+        None => (None, crossbeam_channel::never()),
+    };
     let pipeline = Pipeline::start(&config, feedback.as_ref().map(|f| f.markers().clone()))?;
+    let window_stop = pipeline.stop_flag();
     let stop = pipeline.stop_flag();
+    if let Some(o) = replay_options.as_mut() {
+        o.stop = Some(pipeline.stop_flag());
+    }
     std::thread::spawn(move || {
         if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -197,6 +296,7 @@ pub fn run_config(
     let fmt = |v: Option<f32>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
     let never = crossbeam_channel::never();
     let drawn = generation.as_ref().map_or(&never, |g| g.results());
+    let mut commands = commands;
     loop {
         let event = crossbeam_channel::select! {
             recv(pipeline.events()) -> event => match event {
@@ -207,11 +307,31 @@ pub fn run_config(
                 if let Ok(r) = reconstruction {
                     let record = save_reconstruction(&images_dir, &r)?;
                     emit(&mut log, feedback.as_ref(), &record)?;
+                    if let Some(w) = window.as_mut() {
+                        w.reconstruction(&r);
+                    }
                     outcome.reconstructions.push(r);
                 }
                 continue;
             }
+            recv(commands) -> command => {
+                match command {
+                    Ok(c) => {
+                        let record = window_command(c, &config, decoder.as_mut());
+                        emit(&mut log, feedback.as_ref(), &record)?;
+                    }
+                    Err(_) => {
+                        // The window was closed: end the run (what was received is still logged).
+                        window_stop.store(true, Ordering::SeqCst);
+                        commands = crossbeam_channel::never();
+                    }
+                }
+                continue;
+            }
         };
+        if let Some(w) = window.as_mut() {
+            w.pipeline_event(&event);
+        }
         let mut extra = Vec::new();
         let record = match &event {
             PipelineEvent::Volume(v) => {
@@ -245,7 +365,7 @@ pub fn run_config(
             PipelineEvent::Ingest(e) => {
                 match e {
                     IngestEvent::Late(v) => tracing::warn!(
-                        "volume {:>4}  late (after its Missing record), not used",
+                        "volume {:>4}  late (after its Missing record): in the rolling statistics, in no sample",
                         v.index
                     ),
                     IngestEvent::Missing { index, .. } => {
@@ -288,6 +408,9 @@ pub fn run_config(
                             extra.push(r);
                             if let Some(g) = &generation {
                                 g.submit(trial.clone());
+                            }
+                            if let Some(w) = window.as_mut() {
+                                w.decoded(&trial);
                             }
                             outcome.decoded.push(trial);
                         }
@@ -339,6 +462,12 @@ pub fn run_config(
         if let PipelineEvent::Volume(v) = &event {
             outcome.volume_seen_ns.push((v.index, v.seen_ns));
         }
+        if let Some(w) = window.as_mut() {
+            w.queues(
+                pipeline.events().len(),
+                generation.as_ref().is_some_and(|g| g.waiting()),
+            );
+        }
         if matches!(event, PipelineEvent::Ended { .. }) {
             break;
         }
@@ -348,6 +477,9 @@ pub fn run_config(
         for r in g.finish() {
             let record = save_reconstruction(&images_dir, &r)?;
             emit(&mut log, feedback.as_ref(), &record)?;
+            if let Some(w) = window.as_mut() {
+                w.reconstruction(&r);
+            }
             outcome.reconstructions.push(r);
         }
         log.flush()?;
@@ -364,7 +496,60 @@ pub fn run_config(
             tracing::warn!("replay: {e}");
         }
     }
+    for (writer, path) in [(log, &log_path), (qa, &qa_path)] {
+        let file = writer
+            .into_inner()
+            .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", partial(path).display()))?;
+        file.sync_all()
+            .with_context(|| format!("{}: cannot sync", partial(path).display()))?;
+        std::fs::rename(partial(path), path)
+            .with_context(|| format!("{}: cannot rename into place", path.display()))?;
+    }
     Ok(outcome)
+}
+
+/// Where a recorder file is written until the run ends.
+fn partial(path: &std::path::Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+/// Carries out a command from the window; returns its log record.
+fn window_command(
+    command: ViewerCommand,
+    config: &SessionConfig,
+    decoder: Option<&mut Decoder>,
+) -> serde_json::Value {
+    match command {
+        ViewerCommand::SetTargetText(text) => {
+            let result = match (decoder, &config.decode.encoder) {
+                (Some(d), Some(encoder)) => text_target(encoder, &text)
+                    .map(|t| d.set_target(Some(t)))
+                    .map_err(|e| e.to_string()),
+                (None, _) => Err("nothing is decoded in this run (no decode.calibration)".into()),
+                (_, None) => {
+                    Err("decode.encoder is not set: no text tower to embed the target".into())
+                }
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!("feedback target set from the window: {text:?}");
+                    serde_json::json!({"event": "target", "text": text, "at_ns": brainmclip::clock::now_ns()})
+                }
+                Err(e) => {
+                    tracing::warn!("feedback target {text:?}: {e}");
+                    serde_json::json!({"event": "error", "message": format!("feedback target {text:?}: {e}")})
+                }
+            }
+        }
+        ViewerCommand::Displayed {
+            trial,
+            displayed_ns,
+        } => {
+            serde_json::json!({"event": "displayed", "trial": trial, "displayed_ns": displayed_ns})
+        }
+    }
 }
 
 /// Writes one record to the log (a line) and to the feedback clients.

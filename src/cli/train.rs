@@ -136,6 +136,9 @@ pub struct TrainGeneratorArgs {
     /// Classifier-free guidance scale for the evaluation.
     #[arg(long, default_value_t = 1.0)]
     guidance: f64,
+    /// Where the network trains: auto (a CUDA GPU when usable), cpu or cuda.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: brainmclip::model::device::DeviceChoice,
 }
 
 pub fn train_generator_cmd(args: TrainGeneratorArgs) -> Result<()> {
@@ -158,6 +161,7 @@ pub fn train_generator_cmd(args: TrainGeneratorArgs) -> Result<()> {
             out: args.out.clone(),
             max_steps: args.max_steps,
             progress: true,
+            device: args.device,
         })?;
         let last: Vec<f32> = summary.losses.iter().rev().take(50).map(|l| l.1).collect();
         println!(

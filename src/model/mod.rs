@@ -4,6 +4,7 @@
 pub mod calibration;
 pub mod clip;
 pub mod clip_text;
+pub mod device;
 pub mod generator;
 pub mod load;
 pub mod loss;

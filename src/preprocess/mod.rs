@@ -6,5 +6,6 @@
 
 pub mod masks;
 pub mod realign;
+pub mod slices;
 pub mod trials;
 pub mod zscore;

@@ -80,8 +80,25 @@ impl RollingZ {
         }
     }
 
-    /// Adds `values` (one per voxel, in order) and writes their z-scores into `out`.
+    /// Adds `values` (one per voxel, in order) and writes their z-scores into `out`; its time
+    /// position is the count of volumes pushed so far.
     pub fn push(&mut self, values: &[f32], out: &mut Vec<f32>) {
+        self.push_at(values, self.seen as f64, out);
+    }
+
+    /// Adds a late volume to the statistics without scoring it: it arrived after its slot was
+    /// declared missing, so it scores nothing, but the baseline of later volumes should include
+    /// it. `k` is its acquisition position (used by the detrend), as for `push_at`.
+    pub fn absorb(&mut self, values: &[f32], k: f64) {
+        let guarded = self.guarded;
+        let mut scratch = Vec::new();
+        self.push_at(values, k, &mut scratch);
+        self.guarded = guarded;
+    }
+
+    /// `push` with the volume's acquisition position `k` (volumes since the start of the run),
+    /// so that a missing volume leaves a gap in the detrend's time axis.
+    pub fn push_at(&mut self, values: &[f32], k: f64, out: &mut Vec<f32>) {
         assert_eq!(
             values.len(),
             self.n,
@@ -92,7 +109,6 @@ impl RollingZ {
         }
         out.clear();
         out.reserve(self.n);
-        let k = self.seen as f64;
         self.seen += 1;
         match self.mode {
             ZMode::Window(w) => self.push_window(values, k, w.max(2), out),
@@ -293,5 +309,50 @@ mod tests {
             m.abs() < 0.1 && (sd - 1.0).abs() < 0.15,
             "mean {m}, sd {sd}"
         );
+    }
+
+    #[test]
+    fn an_absorbed_late_volume_joins_the_baseline_without_a_score() {
+        // Series 0..6 with volume 3 late: absorbing it after volume 4 must give volume 5 the
+        // same score as in an on-time run (windowed, no detrend: order within the window is
+        // irrelevant).
+        let series = [10.0f32, 12.0, 9.0, 30.0, 11.0, 13.0];
+        let mut on_time = RollingZ::new(1, ZMode::Window(10), false);
+        let mut late = RollingZ::new(1, ZMode::Window(10), false);
+        let mut without = RollingZ::new(1, ZMode::Window(10), false);
+        let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+        for (k, &x) in series.iter().enumerate() {
+            on_time.push_at(&[x], k as f64, &mut a);
+        }
+        for k in [0usize, 1, 2, 4] {
+            late.push_at(&[series[k]], k as f64, &mut b);
+            without.push_at(&[series[k]], k as f64, &mut c);
+        }
+        late.absorb(&[series[3]], 3.0);
+        late.push_at(&[series[5]], 5.0, &mut b);
+        without.push_at(&[series[5]], 5.0, &mut c);
+        assert!((a[0] - b[0]).abs() < 1e-6, "{} vs {}", a[0], b[0]);
+        assert!(
+            (a[0] - c[0]).abs() > 0.1,
+            "the late volume must change the baseline"
+        );
+        assert_eq!(late.seen(), 6);
+    }
+
+    #[test]
+    fn the_detrend_uses_acquisition_positions() {
+        // An exact linear drift with volume 5 missing: on acquisition positions every value sits
+        // on the fitted line (no residual: scored 0 and counted as guarded); on the push counter
+        // the gap bends the fit and the newest value scores well away from 0.
+        let mut with_k = RollingZ::new(1, ZMode::Window(20), true);
+        let mut counter = RollingZ::new(1, ZMode::Window(20), true);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for k in (0..12).filter(|&k| k != 5) {
+            let x = 100.0 + 3.0 * k as f32;
+            with_k.push_at(&[x], k as f64, &mut a);
+            counter.push(&[x], &mut b);
+        }
+        assert_eq!(a[0], 0.0);
+        assert!(b[0].abs() > 0.5, "{}", b[0]);
     }
 }

@@ -28,6 +28,8 @@ pub enum CalibrateError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Pipeline(#[from] crate::pipeline::PipelineError),
+    #[error(transparent)]
+    Device(#[from] crate::model::device::DeviceError),
 }
 
 pub(crate) fn file_err(path: &Path, message: impl std::fmt::Display) -> CalibrateError {
@@ -120,6 +122,8 @@ pub struct CalibrateConfig {
     pub model: ProjectorShape,
     pub loss: LossWeights,
     pub train: TrainSettings,
+    /// Where the projector trains: auto (a CUDA GPU when usable), cpu or cuda.
+    pub device: crate::model::device::DeviceChoice,
 }
 
 impl Default for CalibrateConfig {
@@ -137,6 +141,7 @@ impl Default for CalibrateConfig {
             model: ProjectorShape::default(),
             loss: LossWeights::default(),
             train: TrainSettings::default(),
+            device: Default::default(),
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct CalibrationReport {
     pub test_images: usize,
     pub parameters: Vec<(String, usize)>,
     pub training: TrainReport,
+    /// Where the projector was trained.
+    pub device: String,
     pub test: DecodingReport,
     pub seconds: f64,
 }
@@ -147,14 +149,17 @@ pub fn run_calibration(
         token_rank: config.model.token_rank,
         semantic_dim: s.dim,
     };
-    let (model, training) = train_projector(
+    let device = crate::model::device::select(config.device)?;
+    tracing::info!("training the projector on {device}");
+    let (model, training) = crate::with_train_backend!(device, |B, dev| train_projector::<B>(
         config,
         &projector,
         &train,
         &validation,
         &config.out,
         progress,
-    )?;
+        &dev,
+    ))?;
     let parameters = model
         .parameter_counts()
         .into_iter()
@@ -184,6 +189,7 @@ pub fn run_calibration(
         &positions,
     )?;
     let report = CalibrationReport {
+        device: device.to_string(),
         targets: info.targets.clone(),
         detail_layers: layers,
         train_trials: train.len(),

@@ -10,11 +10,12 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::flex::FlexDevice;
-use burn::backend::{Autodiff, Flex};
+use burn::backend::Flex;
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, HalfPrecisionSettings, NamedMpkFileRecorder};
+use burn::tensor::backend::AutodiffBackend;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -29,8 +30,7 @@ use crate::model::load::load_clip_vision;
 use crate::model::targets::targets;
 use crate::sim::stimuli::{render, Stimulus};
 
-type Train = Autodiff<Flex>;
-type Optim = burn::optim::adaptor::OptimizerAdaptor<burn::optim::AdamW, UNet<Train>, Train>;
+type Optim<B> = burn::optim::adaptor::OptimizerAdaptor<burn::optim::AdamW, UNet<B>, B>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GeneratorError {
@@ -171,8 +171,8 @@ pub fn image_tensor<B: Backend>(
     )
 }
 
-fn to_train<const D: usize>(t: Tensor<Flex, D>) -> Tensor<Train, D> {
-    Tensor::from_inner(t)
+fn to_device<B: Backend, const D: usize>(t: Tensor<Flex, D>, device: &B::Device) -> Tensor<B, D> {
+    Tensor::from_data(t.into_data(), device)
 }
 
 /// Noised, partly dropped conditions for training.
@@ -234,6 +234,8 @@ pub struct GeneratorJob {
     pub out: PathBuf,
     pub max_steps: Option<usize>,
     pub progress: bool,
+    /// Where the network trains (the encoder's features are computed on the CPU).
+    pub device: crate::model::device::DeviceChoice,
 }
 
 #[derive(Debug, Clone)]
@@ -246,15 +248,25 @@ pub struct GeneratorSummary {
     pub parameters: usize,
 }
 
-/// Trains (or resumes); when all steps are done writes `generator.json` and `generator.mpk`.
+/// Trains (or resumes) on the job's device; when all steps are done writes `generator.json`
+/// and `generator.mpk`.
 pub fn train_generator(job: &GeneratorJob) -> Result<GeneratorSummary, GeneratorError> {
+    let device = crate::model::device::select(job.device)
+        .map_err(|e| GeneratorError::Invalid(e.to_string()))?;
+    tracing::info!("training the generator on {device}");
+    crate::with_train_backend!(device, |B, dev| train_generator_on::<B>(job, &dev))
+}
+
+fn train_generator_on<B: AutodiffBackend>(
+    job: &GeneratorJob,
+    device: &B::Device,
+) -> Result<GeneratorSummary, GeneratorError> {
     let config = &job.config;
     if config.batch < 2 || config.steps == 0 || config.checkpoint_every == 0 {
         return Err(GeneratorError::Invalid(
             "batch >= 2, steps >= 1, checkpoint_every >= 1".into(),
         ));
     }
-    let device = FlexDevice;
     let conditioner = Conditioner::load(&job.encoder)?;
     let info = GeneratorInfo {
         generator: conditioner.config_for(config.image_size),
@@ -262,11 +274,18 @@ pub fn train_generator(job: &GeneratorJob) -> Result<GeneratorSummary, Generator
         detail_layers: conditioner.layers,
         train: config.clone(),
     };
-    let fresh = crate::model::seeded_init(&device, config.seed, || {
-        info.generator.init::<Train>(&device)
+    // Drawn on the CPU so that every device starts from the same weights.
+    let on_cpu = crate::model::seeded_init(&FlexDevice, config.seed, || {
+        info.generator.init::<Flex>(&FlexDevice)
     });
+    let fresh = crate::model::device::transfer::<Flex, B, _, _>(
+        on_cpu,
+        info.generator.init::<B>(device),
+        device,
+    )
+    .map_err(|e| GeneratorError::Invalid(format!("moving the generator to {device:?}: {e}")))?;
     let parameters = fresh.num_params();
-    let adamw = || -> Optim {
+    let adamw = || -> Optim<B> {
         AdamWConfig::new()
             .with_weight_decay(1e-4)
             .with_epsilon(1e-8)
@@ -290,7 +309,7 @@ pub fn train_generator(job: &GeneratorJob) -> Result<GeneratorSummary, Generator
     let full = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
     let ema_path = dir.join("ema");
     let (mut model, mut optim, mut state) =
-        match checkpoint::load(&dir, fresh.clone(), adamw(), &device, accept).map_err(ckpt)? {
+        match checkpoint::load(&dir, fresh.clone(), adamw(), device, accept).map_err(ckpt)? {
             Some(found) => found,
             None => (
                 fresh,
@@ -302,10 +321,10 @@ pub fn train_generator(job: &GeneratorJob) -> Result<GeneratorSummary, Generator
                 },
             ),
         };
-    let mut ema: UNet<Flex> = if state.step > 0 {
+    let mut ema: UNet<B::InnerBackend> = if state.step > 0 {
         info.generator
-            .init::<Flex>(&device)
-            .load_file(&ema_path, &full, &device)
+            .init::<B::InnerBackend>(device)
+            .load_file(&ema_path, &full, device)
             .map_err(|e| file_err(&ema_path, e))?
     } else {
         model.valid()
@@ -324,21 +343,21 @@ pub fn train_generator(job: &GeneratorJob) -> Result<GeneratorSummary, Generator
         let stimuli = training_stimuli(config.seed.wrapping_add(1_000_003), step, config.batch);
         let cond = augment(conditioner.condition(&stimuli)?, config, &mut rng);
         let cond = Condition {
-            tokens: to_train(cond.tokens),
-            semantic: to_train(cond.semantic),
+            tokens: to_device::<B, 3>(cond.tokens, device),
+            semantic: to_device::<B, 2>(cond.semantic, device),
         };
-        let x0 = image_tensor::<Train>(&stimuli, config.image_size, &device);
+        let x0 = image_tensor::<B>(&stimuli, config.image_size, device);
         let times: Vec<f64> = (0..config.batch).map(|_| rng.random::<f64>()).collect();
-        let (a, s) = scales::<Train>(&times, &device);
-        let eps = seeded_noise::<Train>(x0.dims(), rng.random(), &device);
+        let (a, s) = scales::<B>(&times, device);
+        let eps = seeded_noise::<B>(x0.dims(), rng.random(), device);
         let xt = x0.clone() * a.clone() + eps.clone() * s.clone();
         let v = eps * a - x0 * s;
-        let t = Tensor::<Train, 1>::from_data(
+        let t = Tensor::<B, 1>::from_data(
             TensorData::new(
                 times.iter().map(|&t| t as f32).collect::<Vec<f32>>(),
                 [config.batch],
             ),
-            &device,
+            device,
         );
         let loss = (model.forward(xt, t, &cond) - v).powi_scalar(2).mean();
         let value = loss.clone().into_scalar().elem::<f32>();
@@ -394,10 +413,10 @@ pub fn train_generator(job: &GeneratorJob) -> Result<GeneratorSummary, Generator
     })
 }
 
-pub fn save_generator(
+pub fn save_generator<B: Backend>(
     dir: &Path,
     info: &GeneratorInfo,
-    model: &UNet<Flex>,
+    model: &UNet<B>,
 ) -> Result<(), GeneratorError> {
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
     let json = dir.join("generator.json");

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::backend::flex::FlexDevice;
-use burn::backend::{Autodiff, Flex};
+use burn::backend::Flex;
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -21,8 +22,7 @@ use super::checkpoint;
 use crate::model::loss::projector_loss;
 use crate::model::projector::{Projector, ProjectorConfig};
 
-type Train = Autodiff<Flex>;
-type Optim = burn::optim::adaptor::OptimizerAdaptor<burn::optim::AdamW, Projector<Train>, Train>;
+type Optim<B> = burn::optim::adaptor::OptimizerAdaptor<burn::optim::AdamW, Projector<B>, B>;
 
 /// Inputs and targets as flat rows, already normalised.
 #[derive(Debug, Clone)]
@@ -145,7 +145,7 @@ pub struct TrainReport {
     pub log: Vec<EpochLog>,
 }
 
-fn scalar(t: Tensor<Train, 1>) -> f64 {
+fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
     t.into_scalar().elem::<f64>()
 }
 
@@ -153,14 +153,14 @@ fn scalar(t: Tensor<Train, 1>) -> f64 {
 /// follows is the weighted total without the contrastive terms: their value depends on how many
 /// rows are compared at once (the whole validation set here, a batch in training) and they keep
 /// rising from over-confidence while every per-sample term still improves.
-fn validate(
-    model: &Projector<Flex>,
+fn validate<B: Backend>(
+    model: &Projector<B>,
     data: &Dataset,
     config: &CalibrateConfig,
+    device: &B::Device,
 ) -> (f64, BTreeMap<String, f64>) {
-    let device = FlexDevice;
     let rows: Vec<usize> = (0..data.len()).collect();
-    let (d, s, t, e) = data.batch::<Flex>(&rows, &device);
+    let (d, s, t, e) = data.batch::<B>(&rows, device);
     let out = model.forward(d.clone(), s.clone());
     let loss = projector_loss(model, &out, d, s, t, e, &config.loss);
     let terms: BTreeMap<String, f64> = loss
@@ -184,24 +184,33 @@ fn validate(
 }
 
 /// Trains the projector on `train`, early-stopping on `validation`; checkpoints in
-/// `out/checkpoint`. Returns the best model (evaluation mode) and the report.
-pub fn train_projector(
+/// `out/checkpoint`, on `device`. The weights start from the seed drawn on the CPU, so every
+/// device starts from the same model. Returns the best model (evaluation mode, on the CPU)
+/// and the report.
+pub fn train_projector<B: AutodiffBackend>(
     config: &CalibrateConfig,
     projector: &ProjectorConfig,
     train: &Dataset,
     validation: &Dataset,
     out: &Path,
     progress: bool,
+    device: &B::Device,
 ) -> Result<(Projector<Flex>, TrainReport), CalibrateError> {
     let t = &config.train;
-    let device = FlexDevice;
     // Everything that decides the weights; a checkpoint made with other settings is refused.
     let settings = serde_json::json!({
         "projector": projector, "loss": config.loss, "train": t,
         "targets": config.targets, "train_rows": train.len(), "validation_rows": validation.len(),
     });
-    let fresh = crate::model::seeded_init(&device, t.seed, || projector.init::<Train>(&device));
-    let adamw = || -> Optim {
+    let on_cpu =
+        crate::model::seeded_init(&FlexDevice, t.seed, || projector.init::<Flex>(&FlexDevice));
+    let fresh = crate::model::device::transfer::<Flex, B, _, _>(
+        on_cpu,
+        projector.init::<B>(device),
+        device,
+    )
+    .map_err(|e| CalibrateError::Invalid(format!("moving the projector to {device:?}: {e}")))?;
+    let adamw = || -> Optim<B> {
         AdamWConfig::new()
             .with_weight_decay(t.weight_decay as f32)
             .with_epsilon(1e-8)
@@ -220,7 +229,7 @@ pub fn train_projector(
         message: e.message,
     };
     let (mut model, mut optim, mut state) =
-        match checkpoint::load(&dir, fresh.clone(), adamw(), &device, accept).map_err(ckpt_err)? {
+        match checkpoint::load(&dir, fresh.clone(), adamw(), device, accept).map_err(ckpt_err)? {
             Some(found) => found,
             None => (
                 fresh,
@@ -271,11 +280,11 @@ pub fn train_projector(
             if rows.len() < 2 {
                 continue;
             }
-            let (d, s, tok, emb) = train.batch::<Train>(rows, &device);
-            let jitter = |x: Tensor<Train, 2>, rng: &mut ChaCha8Rng| {
+            let (d, s, tok, emb) = train.batch::<B>(rows, device);
+            let jitter = |x: Tensor<B, 2>, rng: &mut ChaCha8Rng| {
                 let dims = x.dims();
                 let n: Vec<f32> = (0..dims[0] * dims[1]).map(|_| noise.sample(rng)).collect();
-                x + Tensor::from_data(TensorData::new(n, dims), &device)
+                x + Tensor::from_data(TensorData::new(n, dims), device)
             };
             let (d, s) = (jitter(d, &mut rng), jitter(s, &mut rng));
             let out = model.forward(d.clone(), s.clone());
@@ -285,7 +294,7 @@ pub fn train_projector(
             model = optim.step(lr_at(epoch * steps_per_epoch + i), model, grads);
             seen += rows.len();
         }
-        let (val, terms) = validate(&model.valid(), validation, config);
+        let (val, terms) = validate(&model.valid(), validation, config, device);
         state.log.push(EpochLog {
             epoch,
             train: total / train.len().max(1) as f64,
@@ -315,8 +324,8 @@ pub fn train_projector(
     }
     bar.finish();
     let best = projector
-        .init::<Flex>(&device)
-        .load_file(&best_path, &recorder, &device)
+        .init::<Flex>(&FlexDevice)
+        .load_file(&best_path, &recorder, &FlexDevice)
         .map_err(|e| crate::train::calibrate::file_err(&best_path, e))?;
     Ok((
         best,

@@ -58,6 +58,8 @@ pub struct ReplayOptions {
     /// Where the manifest goes (default: `replay_manifest.json` in `to`).
     pub manifest: Option<PathBuf>,
     pub max_voxels: usize,
+    /// Set by the caller to end the replay early (the run was stopped).
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl ReplayOptions {
@@ -79,6 +81,7 @@ impl ReplayOptions {
             complete_late_trs: 2.0,
             manifest: None,
             max_voxels: 1 << 26,
+            stop: None,
         }
     }
 
@@ -244,7 +247,15 @@ pub fn run_replay(o: &ReplayOptions) -> Result<Manifest, ReplayError> {
     let start = Instant::now();
     let mut actions = Vec::with_capacity(plan.steps.len());
     let mut completed: HashMap<usize, bool> = HashMap::new();
+    let stopped = || {
+        o.stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+    };
     for (i, step) in plan.steps.iter().enumerate() {
+        if stopped() {
+            break;
+        }
         ensure(step.position, &mut cache)?;
         if let Some(next) = plan.steps.get(i + 1) {
             ensure(next.position, &mut cache)?; // prepare ahead, outside the timed write

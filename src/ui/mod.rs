@@ -1,0 +1,48 @@
+//! The live window (eframe + egui_plot). It consumes one typed message stream
+//! (`message::ViewerMessage`), keeps what it needs in `state::ViewerState`, and draws it in
+//! `app::ViewerApp`; the only thing it sends back is `message::ViewerCommand`. It does not
+//! run or know the pipeline: `brainmclip run` / `demo` translate pipeline events into
+//! messages (`cli::run`), and tests drive it with a scripted stream.
+
+pub mod app;
+pub mod message;
+mod plots;
+mod slices;
+pub mod state;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use message::{ViewerCommand, ViewerMessage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UiError {
+    #[error("cannot open the window: {0} (use --headless where there is no display)")]
+    Window(String),
+}
+
+/// True when a window can be opened here (an X11 or Wayland display is set).
+pub fn display_available() -> bool {
+    ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+}
+
+/// Opens the window on this (the main) thread and returns when it is closed.
+pub fn run_window(
+    title: &str,
+    messages: Receiver<ViewerMessage>,
+    commands: Option<Sender<ViewerCommand>>,
+) -> Result<(), UiError> {
+    let options = eframe::NativeOptions {
+        viewport: eframe::egui::ViewportBuilder::default()
+            .with_inner_size([1280.0, 800.0])
+            .with_title(title),
+        ..Default::default()
+    };
+    eframe::run_native(
+        title,
+        options,
+        Box::new(move |_cc| Ok(Box::new(app::ViewerApp::new(messages, commands)))),
+    )
+    .map_err(|e| UiError::Window(e.to_string()))
+}
