@@ -188,6 +188,22 @@ pub fn demo_cmd(args: DemoArgs) -> Result<()> {
         })
         .collect();
     latency_ms.sort_by(f64::total_cmp);
+    // With the window: the trial's last volume seen → its reconstruction first on screen.
+    let sample_ns: std::collections::HashMap<u64, u64> = outcome
+        .reconstructions
+        .iter()
+        .map(|r| (r.trial, r.sample_ns))
+        .collect();
+    let mut displayed_ms: Vec<f64> = outcome
+        .displayed_ns
+        .iter()
+        .filter_map(|(trial, shown)| {
+            let sampled = sample_ns.get(trial)?;
+            let last_seen = seen.values().filter(|&&t| t <= *sampled).max()?;
+            Some(shown.saturating_sub(*last_seen) as f64 / 1e6)
+        })
+        .collect();
+    displayed_ms.sort_by(f64::total_cmp);
     let (pixcorr_estimate, ssim_estimate) = (bootstrap(&pc, 1000, 2), bootstrap(&ss, 1000, 3));
     let report = serde_json::json!({
         "what": "synthetic: a simulated subject and small models trained on the simulator's world",
@@ -201,7 +217,12 @@ pub fn demo_cmd(args: DemoArgs) -> Result<()> {
         "ssim": ssim_estimate,
         "latency_ms_p50": percentile(&latency_ms, 0.5),
         "latency_ms_p95": percentile(&latency_ms, 0.95),
+        "displayed": displayed_ms.len(),
+        "seen_to_displayed_ms_p50": (!displayed_ms.is_empty()).then(|| percentile(&displayed_ms, 0.5)),
+        "seen_to_displayed_ms_p95": (!displayed_ms.is_empty()).then(|| percentile(&displayed_ms, 0.95)),
         "speed": args.speed,
+        "steps": args.steps,
+        "guidance": args.guidance,
     });
     let path = outcome.out_dir.join("summary.json");
     brainmclip::atomic::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())

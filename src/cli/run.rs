@@ -36,6 +36,8 @@ pub struct RunOutcome {
     pub out_dir: PathBuf,
     /// (volume file seen, volume index) for latency figures.
     pub volume_seen_ns: Vec<(u32, u64)>,
+    /// (trial, when the window first showed its reconstruction), with a window.
+    pub displayed_ns: Vec<(u64, u64)>,
 }
 
 /// Runs `job` on a worker thread with a window on this (the main) thread, or on this thread
@@ -317,6 +319,9 @@ pub fn run_config(
             recv(commands) -> command => {
                 match command {
                     Ok(c) => {
+                        if let ViewerCommand::Displayed { trial, displayed_ns } = c {
+                            outcome.displayed_ns.push((trial, displayed_ns));
+                        }
                         let record = window_command(c, &config, decoder.as_mut());
                         emit(&mut log, feedback.as_ref(), &record)?;
                     }

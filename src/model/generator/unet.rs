@@ -181,6 +181,51 @@ pub(super) fn build<B: Backend>(c: &GeneratorConfig, device: &B::Device) -> UNet
     }
 }
 
+/// Rows of the 1-D bilinear resampling matrix [out, in] with PyTorch's `align_corners = false`
+/// (source position `(i + 0.5)·in/out - 0.5`, clamped to the edges).
+fn bilinear_weights(n_in: usize, n_out: usize) -> Vec<f32> {
+    let mut m = vec![0.0f32; n_out * n_in];
+    let scale = n_in as f64 / n_out as f64;
+    for i in 0..n_out {
+        let src = ((i as f64 + 0.5) * scale - 0.5).max(0.0);
+        let i0 = (src.floor() as usize).min(n_in - 1);
+        let i1 = (i0 + 1).min(n_in - 1);
+        let frac = (src - i0 as f64) as f32;
+        m[i * n_in + i0] += 1.0 - frac;
+        m[i * n_in + i1] += frac;
+    }
+    m
+}
+
+/// Bilinear resize of [b, c, h, w] to `size` (align_corners = false, no antialiasing), as two
+/// matrix products: the same values as burn's `interpolate` in bilinear mode, with a backward
+/// pass on every backend (the CUDA backend has none for bilinear `interpolate`).
+pub fn resize_bilinear<B: Backend>(x: Tensor<B, 4>, size: [usize; 2]) -> Tensor<B, 4> {
+    let [b, c, h, w] = x.dims();
+    let [ho, wo] = size;
+    if [h, w] == size {
+        return x;
+    }
+    let device = x.device();
+    let matrix = |n_in: usize, n_out: usize| {
+        // [in, out]: the transpose of the resampling matrix, for `rows · matrix`.
+        Tensor::<B, 2>::from_data(
+            TensorData::new(bilinear_weights(n_in, n_out), [n_out, n_in]),
+            &device,
+        )
+        .transpose()
+    };
+    let across = x.reshape([b * c * h, w]).matmul(matrix(w, wo)); // [b·c·h, wo]
+    let down = across
+        .reshape([b * c, h, wo])
+        .swap_dims(1, 2)
+        .reshape([b * c * wo, h])
+        .matmul(matrix(h, ho)); // [b·c·wo, ho]
+    down.reshape([b * c, wo, ho])
+        .swap_dims(1, 2)
+        .reshape([b, c, ho, wo])
+}
+
 /// [b, 3, s, s] → [b, 3·f², s/f, s/f].
 pub fn pixel_unshuffle<B: Backend>(x: Tensor<B, 4>, f: usize) -> Tensor<B, 4> {
     if f == 1 {
@@ -232,15 +277,7 @@ impl<B: Backend> UNet<B> {
     fn inject(&self, level: &Level<B>, h: Tensor<B, 4>, map: &Tensor<B, 4>) -> Tensor<B, 4> {
         let [_, _, hh, ww] = h.dims();
         let projected = level.tokens.forward(map.clone());
-        let resized = interpolate(
-            projected,
-            [hh, ww],
-            InterpolateOptions {
-                mode: InterpolateMode::Bilinear,
-                align_corners: false,
-            },
-        );
-        h + resized
+        h + resize_bilinear(projected, [hh, ww])
     }
 
     /// Predicts v for noisy images `x` [b, 3, s, s] at times `t` [b] in 0..1.
@@ -318,6 +355,37 @@ mod tests {
         assert_eq!(u0, vec![0.0, 2.0, 8.0, 10.0]);
         let back: Vec<f32> = pixel_shuffle(u, 2).into_data().to_vec().unwrap();
         assert_eq!(back, values);
+    }
+
+    #[test]
+    fn matrix_bilinear_resize_equals_burns_interpolate() {
+        let values: Vec<f32> = (0..2 * 3 * 8 * 8)
+            .map(|v| ((v * 37) % 101) as f32 / 10.0)
+            .collect();
+        let x = Tensor::<Flex, 4>::from_data(TensorData::new(values, [2, 3, 8, 8]), &FlexDevice);
+        for size in [[16, 16], [32, 32], [64, 64], [4, 4], [8, 8], [12, 20]] {
+            let ours: Vec<f32> = resize_bilinear(x.clone(), size)
+                .into_data()
+                .to_vec()
+                .unwrap();
+            let burn: Vec<f32> = interpolate(
+                x.clone(),
+                size,
+                InterpolateOptions {
+                    mode: InterpolateMode::Bilinear,
+                    align_corners: false,
+                },
+            )
+            .into_data()
+            .to_vec()
+            .unwrap();
+            let worst = ours
+                .iter()
+                .zip(&burn)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "{size:?}: {worst}");
+        }
     }
 
     #[test]
