@@ -106,7 +106,20 @@ pub fn inflate_verified(
         compressed[n - 2],
         compressed[n - 1],
     ]);
-    let mut out = Vec::with_capacity((isize_hint as usize).min(limit));
+    // Fast path: the trailer's size is right for any complete file, so one libdeflate call
+    // inflates it, checking the CRC-32 and the length itself. Anything it refuses goes through
+    // the streaming decoder below, which says precisely what is wrong.
+    let hint = isize_hint as usize;
+    if hint > 0 && hint <= limit {
+        let mut out = vec![0u8; hint];
+        if let Ok(written) = libdeflater::Decompressor::new().gzip_decompress(compressed, &mut out)
+        {
+            if written == hint {
+                return Ok(out);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(hint.min(limit));
     let mut decoder = GzDecoder::new(compressed).take(limit as u64 + 1);
     match decoder.read_to_end(&mut out) {
         Ok(_) if out.len() > limit => Err(ReadError::Gzip {

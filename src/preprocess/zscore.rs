@@ -117,6 +117,10 @@ impl RollingZ {
     }
 
     fn push_window(&mut self, values: &[f32], k: f64, capacity: usize, out: &mut Vec<f32>) {
+        if !self.detrend {
+            self.push_window_plain(values, k, capacity, out);
+            return;
+        }
         let n = self.n;
         let slot = self.head;
         let detrend = self.detrend;
@@ -194,6 +198,42 @@ impl RollingZ {
         self.guarded += guarded;
     }
 
+    /// The window without detrending, in one pass per voxel: the evicted value out of the
+    /// sums, the new one in, the score out, while each voxel's sums are in a register.
+    fn push_window_plain(&mut self, values: &[f32], k: f64, capacity: usize, out: &mut Vec<f32>) {
+        let n = self.n;
+        let slot = self.head;
+        let full = self.len == capacity;
+        if !full {
+            self.len += 1;
+        }
+        self.ring_k[slot] = k;
+        self.head = (self.head + 1) % capacity;
+        let inv_m = 1.0 / self.len as f64;
+        let (sum, sum_sq) = (&mut self.sum[..n], &mut self.sum_sq[..n]);
+        let (values, offset) = (&values[..n], &self.offset[..n]);
+        let ring = &mut self.ring[slot * n..(slot + 1) * n];
+        out.resize(n, 0.0);
+        let out = &mut out[..n];
+        let mut guarded = 0u64;
+        for v in 0..n {
+            let old = if full { ring[v] as f64 } else { 0.0 };
+            let x = values[v] - offset[v];
+            ring[v] = x;
+            let x = x as f64;
+            let s = sum[v] - old + x;
+            let ss = sum_sq[v] - old * old + x * x;
+            sum[v] = s;
+            sum_sq[v] = ss;
+            let mean = s * inv_m;
+            let variance = (ss * inv_m - mean * mean).max(0.0);
+            let (z, g) = zscore(x - mean, variance, mean + offset[v] as f64);
+            out[v] = z;
+            guarded += g as u64;
+        }
+        self.guarded += guarded;
+    }
+
     fn push_exponential(&mut self, values: &[f32], half_life: f64, out: &mut Vec<f32>) {
         let alpha_steady = 1.0 - 0.5f64.powf(1.0 / half_life.max(1e-3));
         // Warm-up: a plain cumulative mean until the exponential weight takes over.
@@ -215,11 +255,13 @@ impl RollingZ {
 /// absolutely for a voxel near zero) so that 0 was returned instead.
 #[inline(always)]
 fn zscore(deviation: f64, variance: f64, level: f64) -> (f32, bool) {
-    let sd = variance.sqrt();
-    if sd.is_nan() || sd <= 1e-6 * level.abs().max(1.0) {
+    // The sums need f64; the square root and the division do not (the score is an f32), and in
+    // f32 they vectorise twice as wide.
+    let sd = (variance as f32).sqrt();
+    if sd.is_nan() || sd <= 1e-6 * (level.abs() as f32).max(1.0) {
         (0.0, true)
     } else {
-        ((deviation / sd) as f32, false)
+        ((deviation as f32) / sd, false)
     }
 }
 
