@@ -268,6 +268,7 @@ pub fn run_config(
                 session,
                 config.decode.stimuli.clone(),
                 gallery,
+                config.session.first_index,
             );
             (Some(sink), link.commands)
         }

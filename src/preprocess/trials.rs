@@ -312,6 +312,10 @@ impl TrialAssembler {
                 None => o.missing += 1,
             }
         }
+        // A trial whose window ends before the next volume's acquisition is complete now:
+        // waiting for that volume would add a whole TR to the feedback latency.
+        let mut done = done;
+        done.extend(self.close_done(index + 1));
         done
     }
 

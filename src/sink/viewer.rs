@@ -25,6 +25,8 @@ pub struct ViewerSink {
     /// Volume index → file seen (ns), and trial → its last volume's seen time.
     seen: HashMap<u32, u64>,
     trial_seen: HashMap<u64, u64>,
+    /// The scanner's index of the run's first volume: samples count volumes from 0 there.
+    first_index: u32,
     pub dropped: u64,
     closed: bool,
 }
@@ -39,6 +41,7 @@ impl ViewerSink {
         session: SessionInfo,
         stimuli: Option<PathBuf>,
         gallery: Option<Arc<Gallery>>,
+        first_index: u32,
     ) -> ViewerSink {
         let mut sink = ViewerSink {
             tx,
@@ -46,6 +49,7 @@ impl ViewerSink {
             gallery,
             seen: HashMap::new(),
             trial_seen: HashMap::new(),
+            first_index,
             dropped: 0,
             closed: false,
         };
@@ -99,7 +103,13 @@ impl ViewerSink {
             }
             PipelineEvent::Ingest(_) => return,
             PipelineEvent::Sample(s) => {
-                if let Some(last) = s.volumes.iter().filter_map(|i| self.seen.get(i)).max() {
+                let first = self.first_index;
+                if let Some(last) = s
+                    .volumes
+                    .iter()
+                    .filter_map(|k| self.seen.get(&(k + first)))
+                    .max()
+                {
                     self.trial_seen.insert(s.trial, *last);
                 }
                 return;
