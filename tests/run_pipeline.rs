@@ -84,22 +84,25 @@ fn simulated_session(
     session
 }
 
-/// `brainmclip run` on the session, replaying its run at `speed`.
+/// The `brainmclip run` command on the session, replaying its run at `speed`.
+fn replay_command(d: &Path, session: &Path, speed: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_brainmclip"));
+    c.args([
+        "run",
+        "--config",
+        session.to_str().unwrap(),
+        "--replay",
+        d.join("bids/sub-01/func/sub-01_task-images_run-01_bold.nii.gz")
+            .to_str()
+            .unwrap(),
+        "--speed",
+        speed,
+    ]);
+    c
+}
+
 fn run_replay(d: &Path, session: &Path, speed: &str) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_brainmclip"))
-        .args([
-            "run",
-            "--config",
-            session.to_str().unwrap(),
-            "--replay",
-            d.join("bids/sub-01/func/sub-01_task-images_run-01_bold.nii.gz")
-                .to_str()
-                .unwrap(),
-            "--speed",
-            speed,
-        ])
-        .output()
-        .unwrap()
+    replay_command(d, session, speed).output().unwrap()
 }
 
 #[test]
@@ -347,18 +350,7 @@ fn the_log_appears_under_its_final_name_only_when_complete() {
     let d = dir.path();
     let session = simulated_session(d, 40, 5, "", false, "enabled = false");
     let spawn = |speed: &str| {
-        Command::new(env!("CARGO_BIN_EXE_brainmclip"))
-            .args([
-                "run",
-                "--config",
-                session.to_str().unwrap(),
-                "--replay",
-                d.join("bids/sub-01/func/sub-01_task-images_run-01_bold.nii.gz")
-                    .to_str()
-                    .unwrap(),
-                "--speed",
-                speed,
-            ])
+        replay_command(d, &session, speed)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

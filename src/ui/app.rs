@@ -176,15 +176,18 @@ impl ViewerApp {
         });
     }
 
-    /// Saves the current reconstruction (and asks for a window screenshot, saved when it
-    /// arrives) under the session folder's `snapshots/`.
-    fn save_snapshot(&mut self, ctx: &egui::Context) {
-        let Some(dir) = self
-            .shown()
+    /// `snapshots/` in the session folder, once the session is known.
+    fn snapshot_dir(&self) -> Option<PathBuf> {
+        self.shown()
             .session
             .as_ref()
             .map(|s| s.output_dir.join("snapshots"))
-        else {
+    }
+
+    /// Saves the current reconstruction (and asks for a window screenshot, saved when it
+    /// arrives) under the session folder's `snapshots/`.
+    fn save_snapshot(&mut self, ctx: &egui::Context) {
+        let Some(dir) = self.snapshot_dir() else {
             self.notice = Some("no session folder to save into".into());
             return;
         };
@@ -207,12 +210,7 @@ impl ViewerApp {
                 })
                 .collect()
         });
-        let Some(dir) = self
-            .shown()
-            .session
-            .as_ref()
-            .map(|s| s.output_dir.join("snapshots"))
-        else {
+        let Some(dir) = self.snapshot_dir() else {
             return;
         };
         for image in shots {

@@ -27,7 +27,7 @@ fn plot(ui: &mut egui::Ui, id: &str, title: &str, lines: Vec<(&str, Vec<[f64; 2]
 /// `(volume index, value)` for each volume where `f` gives a value.
 fn series(
     state: &ViewerState,
-    f: impl Fn(&super::state::VolumePoint) -> Option<f64>,
+    f: impl Fn(&super::message::VolumeView) -> Option<f64>,
 ) -> Vec<[f64; 2]> {
     state
         .volumes

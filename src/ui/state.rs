@@ -8,19 +8,6 @@ use super::message::{
     ReconstructionView, Retrieved, Rgb, SessionInfo, TrialView, ViewerMessage, VolumeView,
 };
 
-/// The per-volume numbers the plots draw (slices are kept for the newest volume only).
-#[derive(Debug, Clone, PartialEq)]
-pub struct VolumePoint {
-    pub index: u32,
-    pub motion: Option<[f32; 6]>,
-    pub fd_mm: Option<f32>,
-    pub global_signal: f32,
-    pub mean_z_detail: Option<f32>,
-    pub mean_z_semantic: Option<f32>,
-    pub read_ms: f64,
-    pub preprocess_ms: f64,
-}
-
 /// One row of the gallery.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct GalleryEntry {
@@ -38,7 +25,8 @@ pub struct GalleryEntry {
 #[derive(Debug, Clone, Default)]
 pub struct ViewerState {
     pub session: Option<SessionInfo>,
-    pub volumes: Vec<VolumePoint>,
+    /// Every volume's numbers for the plots (planes are kept for the newest volume only).
+    pub volumes: Vec<VolumeView>,
     pub latest_volume: Option<VolumeView>,
     pub dummies: u32,
     pub missing: Vec<u32>,
@@ -62,15 +50,10 @@ impl ViewerState {
         match message {
             ViewerMessage::Session(info) => self.session = Some(info),
             ViewerMessage::Volume(v) => {
-                self.volumes.push(VolumePoint {
-                    index: v.index,
-                    motion: v.motion,
-                    fd_mm: v.fd_mm,
-                    global_signal: v.global_signal,
-                    mean_z_detail: v.mean_z_detail,
-                    mean_z_semantic: v.mean_z_semantic,
-                    read_ms: v.read_ms,
-                    preprocess_ms: v.preprocess_ms,
+                self.volumes.push(VolumeView {
+                    slices: None,
+                    roi: None,
+                    ..v.clone()
                 });
                 self.latest_volume = Some(v);
             }
