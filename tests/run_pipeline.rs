@@ -258,19 +258,7 @@ fn a_feedback_client_receives_results_and_its_markers_become_trials() {
         false,
         &format!("address = \"127.0.0.1:{port}\""),
     );
-    let bin = env!("CARGO_BIN_EXE_brainmclip");
-    let mut child = Command::new(bin)
-        .args([
-            "run",
-            "--config",
-            session.to_str().unwrap(),
-            "--replay",
-            d.join("bids/sub-01/func/sub-01_task-images_run-01_bold.nii.gz")
-                .to_str()
-                .unwrap(),
-            "--speed",
-            "10",
-        ])
+    let mut child = replay_command(d, &session, "10")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
