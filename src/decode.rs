@@ -42,6 +42,16 @@ pub enum DecodeError {
     },
 }
 
+/// A gallery image retrieved for a trial.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Match {
+    /// Index into the gallery (its thumbnails).
+    #[serde(skip)]
+    pub index: usize,
+    pub name: String,
+    pub cosine: f32,
+}
+
 /// One decoded trial.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DecodedTrial {
@@ -53,15 +63,12 @@ pub struct DecodedTrial {
     /// Cosine with the target, when one is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_similarity: Option<f64>,
-    /// The gallery's best matches (file name, cosine), best first.
+    /// The gallery's best matches, best first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub retrieved: Vec<(String, f32)>,
+    pub retrieved: Vec<Match>,
     /// Fraction of the gallery's other images the true stimulus beats (0.5 = chance).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identification: Option<f64>,
-    /// Gallery indices of `retrieved`.
-    #[serde(skip)]
-    pub retrieved_index: Vec<usize>,
     pub sample_ns: u64,
     pub decoded_ns: u64,
     #[serde(skip)]
@@ -153,13 +160,16 @@ impl Decoder {
             target_similarity,
             retrieved: top
                 .iter()
-                .filter_map(|&(i, c)| {
-                    let g = self.gallery.as_ref()?;
-                    Some((g.names.get(i)?.clone(), c))
+                .filter_map(|&(index, cosine)| {
+                    let name = self.gallery.as_ref()?.names.get(index)?.clone();
+                    Some(Match {
+                        index,
+                        name,
+                        cosine,
+                    })
                 })
                 .collect(),
             identification,
-            retrieved_index: top.iter().map(|t| t.0).collect(),
             sample_ns,
             decoded_ns: now_ns(),
             embedding: out.embedding,
@@ -176,12 +186,8 @@ pub fn image_target(encoder: &Path, path: &Path) -> Result<Vec<f32>, DecodeError
     };
     let conditioner = crate::train::generator::Conditioner::load(encoder)
         .map_err(|e| err(encoder, e.to_string()))?;
-    let size = conditioner.image_size;
-    let (rgb, _, _) = crate::retrieval::read_rgb8(path, Some(size as u32))
-        .map_err(|e| err(path, e.to_string()))?;
-    let pixels: Vec<f32> = rgb.iter().map(|&v| v as f32 / 255.0).collect();
-    crate::train::generator_eval::embed_images(&conditioner, &[pixels], size)
-        .map_err(|e| err(encoder, e.to_string()))?
+    crate::retrieval::embed_image_files(&conditioner, &[path.to_owned()])
+        .map_err(|e| err(path, e.to_string()))?
         .pop()
         .ok_or_else(|| err(path, "no embedding".into()))
 }

@@ -40,6 +40,21 @@ pub fn read_rgb8(
     Ok((img.into_raw(), w, h))
 }
 
+/// The encoder's image embeddings of image files (each resized to the encoder's input size).
+pub fn embed_image_files(
+    conditioner: &Conditioner,
+    paths: &[PathBuf],
+) -> Result<Vec<Vec<f32>>, RetrievalError> {
+    let size = conditioner.image_size;
+    let mut batch = Vec::with_capacity(paths.len());
+    for path in paths {
+        let (rgb, _, _) = read_rgb8(path, Some(size as u32))?;
+        batch.push(rgb.iter().map(|&v| v as f32 / 255.0).collect::<Vec<f32>>());
+    }
+    crate::train::generator_eval::embed_images(conditioner, &batch, size)
+        .map_err(|e| err(paths.first().map_or(Path::new(""), PathBuf::as_path), e))
+}
+
 pub struct Gallery {
     pub dir: PathBuf,
     /// File names, sorted.
@@ -81,20 +96,14 @@ impl Gallery {
             ));
         }
         let conditioner = Conditioner::load(encoder).map_err(|e| err(encoder, e))?;
-        let size = conditioner.image_size as u32;
         let mut embeddings = Vec::with_capacity(names.len());
         let mut thumbnails = Vec::with_capacity(names.len());
         for chunk in names.chunks(32) {
-            let mut batch = Vec::new();
-            for name in chunk {
-                let path = dir.join(name);
-                let (rgb, _, _) = read_rgb8(&path, Some(size))?;
-                batch.push(rgb.iter().map(|&v| v as f32 / 255.0).collect::<Vec<f32>>());
-                thumbnails.push(read_rgb8(&path, Some(THUMBNAIL as u32))?.0);
+            let paths: Vec<PathBuf> = chunk.iter().map(|n| dir.join(n)).collect();
+            embeddings.extend(embed_image_files(&conditioner, &paths)?);
+            for path in &paths {
+                thumbnails.push(read_rgb8(path, Some(THUMBNAIL as u32))?.0);
             }
-            let e = crate::train::generator_eval::embed_images(&conditioner, &batch, size as usize)
-                .map_err(|e| err(dir, e))?;
-            embeddings.extend(e);
         }
         Ok(Gallery {
             dir: dir.to_owned(),

@@ -140,14 +140,13 @@ impl ViewerSink {
         let top = d
             .retrieved
             .iter()
-            .zip(&d.retrieved_index)
-            .map(|((name, cosine), &i)| Retrieved {
-                name: name.clone(),
-                cosine: *cosine,
+            .map(|m| Retrieved {
+                name: m.name.clone(),
+                cosine: m.cosine,
                 image: self
                     .gallery
                     .as_ref()
-                    .and_then(|g| g.thumbnails.get(i))
+                    .and_then(|g| g.thumbnails.get(m.index))
                     .and_then(|t| Rgb::new(THUMBNAIL, THUMBNAIL, t.clone())),
             })
             .collect();
