@@ -95,7 +95,7 @@ fn generate<B: Backend>(
         steps: 4,
         guidance,
         seed: 1,
-        start: 1.0,
+        ..Default::default()
     };
     sample(model, cond, size, settings, device)
         .into_data()

@@ -264,6 +264,7 @@ impl Generation {
             guidance: config.guidance,
             seed: config.seed,
             start: 1.0,
+            time_power: config.time_power,
         };
         let worker = Worker {
             slot: slot.clone(),

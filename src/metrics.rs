@@ -82,6 +82,33 @@ pub fn pixcorr(a: &[f32], b: &[f32]) -> f64 {
     pearson(a, b)
 }
 
+/// Grain of a greyscale image (`w` x `h`, values 0..1): the median absolute difference between a
+/// pixel and the mean of its 3 x 3 neighbourhood (edge pixels repeated). Pixel noise anywhere
+/// raises it; flat regions, smooth gradients and clean edges (too few pixels to move a median)
+/// leave it near 0.
+pub fn grain(grey: &[f32], w: usize, h: usize) -> f64 {
+    if w == 0 || h == 0 || grey.len() < w * h {
+        return 0.0;
+    }
+    let at = |x: isize, y: isize| {
+        grey[y.clamp(0, h as isize - 1) as usize * w + x.clamp(0, w as isize - 1) as usize] as f64
+    };
+    let mut residuals = Vec::with_capacity(w * h);
+    for y in 0..h as isize {
+        for x in 0..w as isize {
+            let mut local = 0.0;
+            for dy in -1..=1 {
+                for dx in -1..=1 {
+                    local += at(x + dx, y + dy);
+                }
+            }
+            residuals.push((at(x, y) - local / 9.0).abs());
+        }
+    }
+    residuals.sort_by(f64::total_cmp);
+    residuals[residuals.len() / 2]
+}
+
 /// ITU-R 601 luma of interleaved RGB in 0..1.
 pub fn greyscale(rgb: &[f32]) -> Vec<f32> {
     rgb.chunks_exact(3)
@@ -224,6 +251,27 @@ mod tests {
             two_way_identification(&predictions, &targets),
             vec![0.0, 1.0]
         );
+    }
+
+    #[test]
+    fn grain_by_hand_and_under_noise() {
+        assert_eq!(grain(&[0.5; 16], 4, 4), 0.0);
+        // A one-pixel checkerboard: inside, every 3 x 3 neighbourhood holds 5 of the pixel's own
+        // value and 4 of the other, so each pixel is 4/9 from its local mean; 64 of 100 pixels
+        // are inside, so that is the median.
+        let (w, h) = (10, 10);
+        let board: Vec<f32> = (0..w * h).map(|i| ((i % w + i / w) % 2) as f32).collect();
+        assert!((grain(&board, w, h) - 4.0 / 9.0).abs() < 1e-6);
+        // A clean edge has none; the same edge with faint noise has plenty.
+        let edge: Vec<f32> = (0..64 * 64).map(|i| f32::from(i % 64 >= 32)).collect();
+        assert_eq!(grain(&edge, 64, 64), 0.0);
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let noisy: Vec<f32> = edge
+            .iter()
+            .map(|v| v + rng.random_range(-0.05f32..0.05))
+            .collect();
+        let g = grain(&noisy, 64, 64);
+        assert!(g > 0.01 && g < 0.05, "{g}");
     }
 
     #[test]

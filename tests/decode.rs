@@ -21,6 +21,7 @@ fn tiny_generator(root: &std::path::Path) -> std::path::PathBuf {
             image_size: 32,
             ..GeneratorTrainConfig::default()
         },
+        init: None,
         out: out.clone(),
         max_steps: None,
         device: brainmclip::model::device::DeviceChoice::Cpu,

@@ -74,7 +74,7 @@ pub fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
         println!("  {part:<24} {count:>10} parameters");
     }
     println!(
-        "{} targets (layers {}-{}): {} training + {} validation trials, {} test images; best epoch {} of {} (val {:.4}), {:.0} samples/s on {}, {:.0} s",
+        "{} targets (layers {}-{}): {} training + {} validation trials, {} test images; best epoch {} of {} (val {:.4}; semantic stream {} at {:.4}), {:.0} samples/s on {}, {:.0} s",
         report.targets,
         report.detail_layers.0,
         report.detail_layers.1,
@@ -84,6 +84,8 @@ pub fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
         report.training.best_epoch,
         report.training.epochs_run,
         report.training.best_validation,
+        report.training.best_semantic_epoch,
+        report.training.best_semantic_validation,
         report.training.samples_per_s,
         report.device,
         report.seconds

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use brainmclip::config::SessionConfig;
-use brainmclip::metrics::{bootstrap, greyscale, pixcorr, ssim, two_way_identification};
+use brainmclip::metrics::{bootstrap, grain, greyscale, pixcorr, ssim, two_way_identification};
 use brainmclip::sim::design::RunKind;
 use brainmclip::sim::{run_kinds, simulate_runs, SimConfig};
 use brainmclip::train::generator::{load_generator, Conditioner};
@@ -166,6 +166,7 @@ pub fn demo_cmd(args: DemoArgs) -> Result<()> {
         1,
     );
     let (mut pc, mut ss) = (Vec::new(), Vec::new());
+    let (mut drawn_grain, mut true_grain) = (Vec::new(), Vec::new());
     for r in &outcome.reconstructions {
         let Some(stim) = &r.stimulus else { continue };
         let (truth, size) = read_rgb(&bids.join(stim))?;
@@ -175,7 +176,12 @@ pub fn demo_cmd(args: DemoArgs) -> Result<()> {
         let drawn: Vec<f32> = r.rgb.iter().map(|&v| v as f32 / 255.0).collect();
         pc.push(pixcorr(&drawn, &truth));
         ss.push(ssim(&greyscale(&drawn), &greyscale(&truth), size, size));
+        drawn_grain.push(grain(&greyscale(&drawn), size, size));
+        true_grain.push(grain(&greyscale(&truth), size, size));
     }
+    // Pixel noise in what was drawn, beside the stimuli's (`metrics::grain`).
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (grain_drawn, grain_stimuli) = (mean(&drawn_grain), mean(&true_grain));
     // Latency: the trial's last volume file seen → its reconstruction drawn.
     let seen: std::collections::HashMap<u32, u64> =
         outcome.volume_seen_ns.iter().copied().collect();
@@ -215,6 +221,8 @@ pub fn demo_cmd(args: DemoArgs) -> Result<()> {
         "semantic_identification": identification,
         "pixcorr": pixcorr_estimate,
         "ssim": ssim_estimate,
+        "grain": grain_drawn,
+        "stimulus_grain": grain_stimuli,
         "latency_ms_p50": percentile(&latency_ms, 0.5),
         "latency_ms_p95": percentile(&latency_ms, 0.95),
         "displayed": displayed_ms.len(),
@@ -228,12 +236,14 @@ pub fn demo_cmd(args: DemoArgs) -> Result<()> {
     brainmclip::atomic::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())
         .with_context(|| format!("{}: cannot write", path.display()))?;
     println!(
-        "demo: {} trials decoded; semantic 2-way identification {}; reconstructions {} (PixCorr {}, SSIM {}); volume seen → image drawn p50 {:.0} ms, p95 {:.0} ms; summary: {}",
+        "demo: {} trials decoded; semantic 2-way identification {}; reconstructions {} (PixCorr {}, SSIM {}, grain {:.4}, stimuli {:.4}); volume seen → image drawn p50 {:.0} ms, p95 {:.0} ms; summary: {}",
         outcome.decoded.len(),
         identification,
         outcome.reconstructions.len(),
         pixcorr_estimate,
         ssim_estimate,
+        grain_drawn,
+        grain_stimuli,
         percentile(&latency_ms, 0.5),
         percentile(&latency_ms, 0.95),
         path.display()

@@ -127,6 +127,10 @@ pub struct TrainGeneratorArgs {
     /// Stop after this many steps in this run; run again to resume.
     #[arg(long)]
     max_steps: Option<usize>,
+    /// Start from this trained generator's weights (same architecture and encoder) instead of
+    /// the seed's: fine-tuning, e.g. with other condition augmentation.
+    #[arg(long)]
+    init: Option<PathBuf>,
     /// Only evaluate the finished generator in --out.
     #[arg(long)]
     eval_only: bool,
@@ -158,6 +162,7 @@ pub fn train_generator_cmd(args: TrainGeneratorArgs) -> Result<()> {
         let summary = train_generator(&GeneratorJob {
             encoder: args.encoder.clone(),
             config: config.clone(),
+            init: args.init.clone(),
             out: args.out.clone(),
             max_steps: args.max_steps,
             progress: true,
@@ -192,13 +197,18 @@ pub fn train_generator_cmd(args: TrainGeneratorArgs) -> Result<()> {
     )?;
     for r in [&eval.few, &eval.many] {
         println!(
-            "{} steps: PixCorr {} SSIM {} 2-way identification {}",
-            r.steps, r.pixcorr, r.ssim, r.identification
+            "{} steps: PixCorr {} SSIM {} 2-way identification {} grain {:.4} (true images {:.4})",
+            r.steps, r.pixcorr, r.ssim, r.identification, r.grain, eval.true_grain
         );
     }
     println!(
         "4 vs 50 steps: PixCorr {:.3}, SSIM {:.3}",
         eval.few_vs_many_pixcorr, eval.few_vs_many_ssim
+    );
+    let ((d, s), r) = (&eval.degradation, &eval.degraded);
+    println!(
+        "brain-like features (tokens keep {} mix {} noise {} SD; embedding keep {} mix {} noise {} SD), {} steps: PixCorr {} SSIM {} 2-way identification {} grain {:.4}",
+        d.keep, d.mix, d.noise, s.keep, s.mix, s.noise, r.steps, r.pixcorr, r.ssim, r.identification, r.grain
     );
     let report = serde_json::json!({
         "command": format!("brainmclip {}", std::env::args().skip(1).collect::<Vec<_>>().join(" ")),

@@ -4,6 +4,7 @@
 pub mod calibrate;
 pub mod calibrate_run;
 pub mod checkpoint;
+pub mod degrade;
 pub mod demo_text;
 pub mod ema;
 pub mod encoder;

@@ -1,6 +1,12 @@
 //! The projector's training loop: normalisation fitted on the training trials, AdamW with a
-//! warm-up and cosine schedule, a validation split with early stopping (the best epoch is
-//! kept), per-term loss curves, checkpoints every epoch and resume.
+//! warm-up and cosine schedule, a validation split with early stopping per stream, per-term
+//! loss curves, checkpoints every epoch and resume.
+//!
+//! Early stopping keeps each stream's best epoch: the semantic stream (high-level voxels →
+//! image embedding) peaks within a few epochs while the detail stream keeps improving for
+//! dozens, so one shared best epoch left the semantic stream overfitted. The saved projector
+//! takes the detail encoder, head and decoder from the detail stream's best epoch and the
+//! semantic ones from the semantic stream's.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -113,8 +119,12 @@ impl Dataset {
 pub struct EpochLog {
     pub epoch: usize,
     pub train: f64,
-    /// The early-stopping score: weighted validation loss without the contrastive terms.
+    /// The detail stream's early-stopping score: the weighted validation loss without the
+    /// contrastive terms and without the semantic cosine.
     pub validation: f64,
+    /// The semantic stream's: 1 - cosine of predicted and true embeddings.
+    #[serde(default)]
+    pub semantic_validation: f64,
     /// Unweighted validation terms.
     pub terms: BTreeMap<String, f64>,
 }
@@ -125,6 +135,10 @@ struct State {
     epochs_done: usize,
     best_epoch: usize,
     best_validation: f64,
+    #[serde(default)]
+    best_semantic_epoch: usize,
+    #[serde(default = "unset")]
+    best_semantic_validation: f64,
     log: Vec<EpochLog>,
     /// Training samples seen and seconds spent, over every call (for the throughput figure).
     #[serde(default)]
@@ -133,12 +147,20 @@ struct State {
     seconds: f64,
 }
 
+fn unset() -> f64 {
+    f64::INFINITY
+}
+
 /// What training did.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainReport {
     pub epochs_run: usize,
+    /// The detail stream's best epoch and score.
     pub best_epoch: usize,
     pub best_validation: f64,
+    /// The semantic stream's.
+    pub best_semantic_epoch: usize,
+    pub best_semantic_validation: f64,
     pub stopped_early: bool,
     pub resumed_from: usize,
     pub samples_per_s: f64,
@@ -149,16 +171,17 @@ fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
     t.into_scalar().elem::<f64>()
 }
 
-/// Validation losses of the model in evaluation mode (no dropout). The score early stopping
-/// follows is the weighted total without the contrastive terms: their value depends on how many
-/// rows are compared at once (the whole validation set here, a batch in training) and they keep
-/// rising from over-confidence while every per-sample term still improves.
+/// Validation losses of the model in evaluation mode (no dropout): the detail stream's score,
+/// the semantic stream's, and every term. Neither score has the contrastive terms: their value
+/// depends on how many rows are compared at once (the whole validation set here, a batch in
+/// training) and they keep rising from over-confidence while every per-sample term still
+/// improves. Without a semantic cosine term both streams follow the detail score.
 fn validate<B: Backend>(
     model: &Projector<B>,
     data: &Dataset,
     config: &CalibrateConfig,
     device: &B::Device,
-) -> (f64, BTreeMap<String, f64>) {
+) -> (f64, f64, BTreeMap<String, f64>) {
     let rows: Vec<usize> = (0..data.len()).collect();
     let (d, s, t, e) = data.batch::<B>(&rows, device);
     let out = model.forward(d.clone(), s.clone());
@@ -173,14 +196,14 @@ fn validate<B: Backend>(
         "token_mse" => w.token_mse,
         "token_cosine" => w.token_cosine,
         "detail_cosine" => w.detail_cosine,
-        "semantic_cosine" => w.semantic_cosine,
         "self_reconstruction" => w.self_reconstruction,
         "cross_reconstruction" => w.cross_reconstruction,
         "input_l2" => w.input_l2,
         _ => 0.0,
     };
-    let score = terms.iter().map(|(n, v)| weight(n) * v).sum();
-    (score, terms)
+    let detail: f64 = terms.iter().map(|(n, v)| weight(n) * v).sum();
+    let semantic = terms.get("semantic_cosine").copied().unwrap_or(detail);
+    (detail, semantic, terms)
 }
 
 /// Trains the projector on `train`, early-stopping on `validation`; checkpoints in
@@ -239,6 +262,8 @@ pub fn train_projector<B: AutodiffBackend>(
                     epochs_done: 0,
                     best_epoch: 0,
                     best_validation: f64::INFINITY,
+                    best_semantic_epoch: 0,
+                    best_semantic_validation: f64::INFINITY,
                     log: Vec::new(),
                     samples_seen: 0,
                     seconds: 0.0,
@@ -246,6 +271,7 @@ pub fn train_projector<B: AutodiffBackend>(
             ),
         };
     let best_path = dir.join("best");
+    let best_semantic_path = dir.join("best-semantic");
     let recorder = burn::record::NamedMpkFileRecorder::<burn::record::FullPrecisionSettings>::new();
     let resumed_from = state.epochs_done;
     let steps_per_epoch = train.len().div_ceil(t.batch.max(1));
@@ -267,7 +293,8 @@ pub fn train_projector<B: AutodiffBackend>(
     let mut seen = 0usize;
     let mut stopped_early = false;
     for epoch in resumed_from..t.epochs {
-        if epoch - state.best_epoch > t.patience && epoch > 0 && state.best_validation.is_finite() {
+        let last_better = state.best_epoch.max(state.best_semantic_epoch);
+        if epoch - last_better > t.patience && epoch > 0 && state.best_validation.is_finite() {
             stopped_early = true;
             break;
         }
@@ -294,22 +321,31 @@ pub fn train_projector<B: AutodiffBackend>(
             model = optim.step(lr_at(epoch * steps_per_epoch + i), model, grads);
             seen += rows.len();
         }
-        let (val, terms) = validate(&model.valid(), validation, config, device);
+        let (val, semantic_val, terms) = validate(&model.valid(), validation, config, device);
         state.log.push(EpochLog {
             epoch,
             train: total / train.len().max(1) as f64,
             validation: val,
+            semantic_validation: semantic_val,
             terms,
         });
-        if val < state.best_validation {
+        let keep = |path: &Path| -> Result<(), CalibrateError> {
             // Replaced, not overwritten in place (and without burn warning about it).
-            let _ = std::fs::remove_file(best_path.with_extension("mpk"));
-            state.best_validation = val;
-            state.best_epoch = epoch;
+            let _ = std::fs::remove_file(path.with_extension("mpk"));
             model
                 .valid()
-                .save_file(&best_path, &recorder)
-                .map_err(|e| crate::train::calibrate::file_err(&best_path, e))?;
+                .save_file(path, &recorder)
+                .map_err(|e| crate::train::calibrate::file_err(path, e))
+        };
+        if val < state.best_validation {
+            keep(&best_path)?;
+            state.best_validation = val;
+            state.best_epoch = epoch;
+        }
+        if semantic_val < state.best_semantic_validation {
+            keep(&best_semantic_path)?;
+            state.best_semantic_validation = semantic_val;
+            state.best_semantic_epoch = epoch;
         }
         state.epochs_done = epoch + 1;
         state.samples_seen += seen;
@@ -317,22 +353,36 @@ pub fn train_projector<B: AutodiffBackend>(
         seen = 0;
         checkpoint::save(&dir, &model, &optim, &state).map_err(ckpt_err)?;
         bar.set_message(format!(
-            "val {val:.4} (best {:.4} @ {})",
-            state.best_validation, state.best_epoch
+            "val {val:.4} (best {:.4} @ {}; semantic {:.4} @ {})",
+            state.best_validation,
+            state.best_epoch,
+            state.best_semantic_validation,
+            state.best_semantic_epoch
         ));
         bar.inc(1);
     }
     bar.finish();
-    let best = projector
-        .init::<Flex>(&FlexDevice)
-        .load_file(&best_path, &recorder, &FlexDevice)
-        .map_err(|e| crate::train::calibrate::file_err(&best_path, e))?;
+    let load = |path: &Path| {
+        projector
+            .init::<Flex>(&FlexDevice)
+            .load_file(path, &recorder, &FlexDevice)
+            .map_err(|e| crate::train::calibrate::file_err(path, e))
+    };
+    let (detail_best, semantic_best) = (load(&best_path)?, load(&best_semantic_path)?);
+    let best = Projector {
+        semantic_encoder: semantic_best.semantic_encoder,
+        semantic_head: semantic_best.semantic_head,
+        semantic_decoder: semantic_best.semantic_decoder,
+        ..detail_best
+    };
     Ok((
         best,
         TrainReport {
             epochs_run: state.epochs_done,
             best_epoch: state.best_epoch,
             best_validation: state.best_validation,
+            best_semantic_epoch: state.best_semantic_epoch,
+            best_semantic_validation: state.best_semantic_validation,
             stopped_early: stopped_early || state.epochs_done < t.epochs,
             resumed_from,
             samples_per_s: if state.seconds > 0.0 {

@@ -1,7 +1,9 @@
 //! The diffusion process: a cosine noise schedule over continuous time t in [0, 1]
 //! (α(t) = cos(π/2 · (t + s)/(1 + s)), σ = √(1 - α²)), v-prediction (v = α ε - σ x0), and a
 //! deterministic DDIM sampler for any number of steps with classifier-free guidance. Sampling
-//! is seeded: the same seed and condition give the same image.
+//! is seeded: the same seed and condition give the same image. The steps crowd toward low noise
+//! (`time_power`): the first sets the picture from pure noise, the rest refine it where a small
+//! network's errors would otherwise stay in the image as pixel grain.
 
 use burn::prelude::*;
 use rand::SeedableRng;
@@ -54,6 +56,26 @@ pub struct SamplerSettings {
     pub seed: u64,
     /// Start from this time (1 = pure noise).
     pub start: f64,
+    /// Step `i` of `n` is at time `start · (1 − i/n)^time_power` (1: evenly spaced). For the
+    /// demo generator, 4 steps at power 8 rather than 1 cut pixel grain 0.019 → 0.008 and raise
+    /// PixCorr 0.91 → 0.94 (`train-generator --eval-only`).
+    pub time_power: f64,
+}
+
+/// Sampling defaults: 4 steps, no guidance, steps crowded toward low noise.
+pub const TIME_POWER: f64 = 8.0;
+
+/// The `steps + 1` times a sampler visits, from `start` down to 0.
+pub fn step_times(settings: &SamplerSettings) -> Vec<f64> {
+    let n = settings.steps.max(1);
+    let power = if settings.time_power.is_finite() && settings.time_power > 0.0 {
+        settings.time_power
+    } else {
+        1.0
+    };
+    (0..=n)
+        .map(|i| settings.start * (1.0 - i as f64 / n as f64).powf(power))
+        .collect()
 }
 
 impl Default for SamplerSettings {
@@ -63,6 +85,7 @@ impl Default for SamplerSettings {
             guidance: 1.0,
             seed: 0,
             start: 1.0,
+            time_power: TIME_POWER,
         }
     }
 }
@@ -77,11 +100,11 @@ pub fn sample<B: Backend>(
 ) -> Tensor<B, 4> {
     let [b, _] = cond.semantic.dims();
     let mut x = seeded_noise::<B>([b, 3, image_size, image_size], settings.seed, device);
-    let steps = settings.steps.max(1);
+    let times = step_times(&settings);
+    let steps = times.len() - 1;
     let null = (settings.guidance != 1.0).then(|| cond.null_like());
     for i in 0..steps {
-        let t = settings.start * (1.0 - i as f64 / steps as f64);
-        let t_next = settings.start * (1.0 - (i + 1) as f64 / steps as f64);
+        let (t, t_next) = (times[i], times[i + 1]);
         let times = Tensor::<B, 1>::from_data(TensorData::new(vec![t as f32; b], [b]), device);
         let mut v = model.forward(x.clone(), times.clone(), cond);
         if let Some(null) = &null {
@@ -103,6 +126,31 @@ pub fn sample<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_times_by_hand() {
+        let even = SamplerSettings {
+            time_power: 1.0,
+            ..Default::default()
+        };
+        assert_eq!(step_times(&even), vec![1.0, 0.75, 0.5, 0.25, 0.0]);
+        let crowded = SamplerSettings {
+            time_power: 2.0,
+            start: 0.8,
+            ..Default::default()
+        };
+        let want = [0.8, 0.8 * 0.5625, 0.8 * 0.25, 0.8 * 0.0625, 0.0];
+        for (got, want) in step_times(&crowded).iter().zip(want) {
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+        // A nonsensical power falls back to even spacing.
+        let bad = SamplerSettings {
+            time_power: f64::NAN,
+            steps: 2,
+            ..Default::default()
+        };
+        assert_eq!(step_times(&bad), vec![1.0, 0.5, 0.0]);
+    }
 
     #[test]
     fn schedule_runs_from_clean_to_pure_noise() {
