@@ -191,7 +191,8 @@ fn shipped_generator_redraws_held_out_images_and_stays_clean_on_brain_like_featu
     assert!(eval.few.pixcorr.mean >= 0.8, "{:?}", eval.few);
     assert!(eval.few.identification.mean >= 0.95, "{:?}", eval.few);
     // From features degraded like a brain decoding's: still a clean picture. With evenly
-    // spaced steps and the generator trained on white-noise conditions, grain was 0.024.
+    // spaced steps this generator drew grain 0.019 from true features and 0.024 from degraded
+    // ones (keep 0.2, mix 0.1); the true images have 0.002.
     assert!(eval.degraded.grain < GRAIN_BOUND, "{:?}", eval.degraded);
     assert!(eval.few.grain < GRAIN_BOUND, "{:?}", eval.few);
     assert!(eval.true_grain < 0.005, "{}", eval.true_grain);

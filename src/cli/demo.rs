@@ -22,10 +22,10 @@ use super::run::{run_config, with_window};
 /// The demo's feedback target: a prompt in the demo encoder's vocabulary.
 pub const DEMO_TARGET: &str = "a large red circle";
 
-/// The demo subject's simulation: `brainmclip simulate --out sim-demo --seed 0 --train-runs 12
+/// The demo subject's simulation: `brainmclip simulate --out sim-demo --seed 0 --train-runs 36
 /// --test-runs 5` is what `calibration/demo` was calibrated on.
 pub const DEMO_SEED: u64 = 0;
-pub const DEMO_TRAIN_RUNS: usize = 12;
+pub const DEMO_TRAIN_RUNS: usize = 36;
 pub const DEMO_TEST_RUNS: usize = 5;
 
 #[derive(clap::Args)]

@@ -210,12 +210,27 @@ pub fn train_generator_cmd(args: TrainGeneratorArgs) -> Result<()> {
         "brain-like features (tokens keep {} mix {} noise {} SD; embedding keep {} mix {} noise {} SD), {} steps: PixCorr {} SSIM {} 2-way identification {} grain {:.4}",
         d.keep, d.mix, d.noise, s.keep, s.mix, s.noise, r.steps, r.pixcorr, r.ssim, r.identification, r.grain
     );
-    let report = serde_json::json!({
-        "command": format!("brainmclip {}", std::env::args().skip(1).collect::<Vec<_>>().join(" ")),
-        "info": info,
-        "evaluation": eval,
-    });
+    let this_command = format!(
+        "brainmclip {}",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    );
     let path = args.out.join("training.json");
+    // Re-evaluating keeps what the training wrote (the command that made the weights).
+    let earlier = args
+        .eval_only
+        .then(|| std::fs::read_to_string(&path).ok())
+        .flatten()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .filter(|v| v.is_object());
+    let mut report = match earlier {
+        Some(mut v) => {
+            v["evaluated_by"] = serde_json::json!(this_command);
+            v
+        }
+        None => serde_json::json!({ "command": this_command }),
+    };
+    report["info"] = serde_json::to_value(&info)?;
+    report["evaluation"] = serde_json::to_value(&eval)?;
     brainmclip::atomic::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())
         .with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(())
