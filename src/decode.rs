@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::clock::now_ns;
 use crate::config::DecodeConfig;
 use crate::metrics::cosine;
-use crate::model::calibration::{Calibration, CalibrationError};
+use crate::model::calibration::{Calibration, CalibrationError, SampleSettings};
 use crate::model::generator::schedule::{sample, SamplerSettings};
 use crate::model::generator::{Condition, UNet};
 use crate::preprocess::trials::Sample;
@@ -30,6 +30,11 @@ pub enum DecodeError {
     Calibration(#[from] CalibrationError),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
+    #[error("{path}: this calibration's samples were made differently from this session's, so its decodings would be wrong ({}); calibrate again or set the session's [preprocess] to match", differences.join("; "))]
+    Preprocess {
+        path: PathBuf,
+        differences: Vec<String>,
+    },
     #[error("decode.generator {generator}: made for {generator_tokens} tokens of width {generator_width} and {generator_dim}-d embeddings, but the calibration predicts {tokens} x {width} and {dim}")]
     Mismatch {
         generator: PathBuf,
@@ -103,9 +108,32 @@ pub struct Decoder {
 pub const RETRIEVED: usize = 3;
 
 impl Decoder {
-    pub fn load(dir: &Path, target: Option<Vec<f32>>) -> Result<Decoder, DecodeError> {
+    /// The calibration in `dir`, refused when its samples were made with other z-score or
+    /// trial-window settings than `preprocess` (the session's).
+    pub fn load(
+        dir: &Path,
+        preprocess: &crate::config::PreprocessConfig,
+        target: Option<Vec<f32>>,
+    ) -> Result<Decoder, DecodeError> {
+        let calibration = Calibration::load(dir, &FlexDevice)?;
+        match &calibration.info.preprocess {
+            Some(calibrated) => {
+                let differences = calibrated.differences(&SampleSettings::of(preprocess));
+                if !differences.is_empty() {
+                    return Err(DecodeError::Preprocess {
+                        path: dir.join("projector.json"),
+                        differences,
+                    });
+                }
+            }
+            None => tracing::warn!(
+                "{}: does not record the preprocessing it was calibrated with; the session's \
+                 z-score and trial-window settings must be the ones it was made with",
+                dir.join("projector.json").display()
+            ),
+        }
         Ok(Decoder {
-            calibration: Calibration::load(dir, &FlexDevice)?,
+            calibration,
             target,
             gallery: None,
             checked: false,

@@ -219,3 +219,29 @@ fn simulate_writes_bids_and_exports_a_run_like_a_scanner() {
         "{err}"
     );
 }
+
+#[test]
+fn a_calibration_made_with_other_preprocessing_is_refused() {
+    // The shipped demo calibration records its z-score and trial-window settings; a session
+    // that would make its samples differently (a linear detrend here) must not decode with it.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("export");
+    std::fs::create_dir_all(&export).unwrap();
+    let session = format!(
+        "[ingest]\ndir = {:?}\n[preprocess]\ndetrend = true\n[output]\ndir = {:?}\n[decode]\ncalibration = {:?}\n",
+        export,
+        dir.path().join("out"),
+        root.join("calibration/demo")
+    );
+    let path = dir.path().join("session.toml");
+    std::fs::write(&path, session).unwrap();
+    let out = brainmclip(&["run", "--config", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("calibration/demo/projector.json")
+            && err.contains("preprocess.detrend: calibrated with false, this session has true"),
+        "{err}"
+    );
+}

@@ -49,6 +49,7 @@ fn saved_calibration_loads_to_identical_outputs_and_refuses_other_masks() {
     // Materialised now: lazily initialised parameters would be drawn separately by each clone.
     let model = brainmclip::model::seeded_init(&FlexDevice, 3, || c.init::<Flex>(&FlexDevice));
     let info = CalibrationInfo {
+        preprocess: None,
         projector: c.clone(),
         targets: "multi".into(),
         detail_layers: (2, 5),

@@ -211,7 +211,7 @@ pub fn run_config(
                 (None, Some(image), Some(encoder)) => Some(image_target(encoder, image)?),
                 _ => None,
             };
-            let decoder = Decoder::load(dir, target)?;
+            let decoder = Decoder::load(dir, &config.preprocess, target)?;
             Some(match (&d.gallery, &d.encoder) {
                 (Some(g), Some(encoder)) => {
                     let gallery = brainmclip::retrieval::Gallery::load(g, encoder)?;

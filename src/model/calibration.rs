@@ -44,6 +44,78 @@ pub struct CalibrationInfo {
     pub detail_layers: (usize, usize),
     pub encoder: String,
     pub subject: String,
+    /// How the calibration's samples were made; live samples must be made the same way.
+    /// Absent in calibrations made before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<SampleSettings>,
+}
+
+/// The preprocessing settings that shape a trial sample's values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleSettings {
+    pub zscore: crate::config::ZScoreMode,
+    pub zscore_window: usize,
+    pub zscore_half_life: f64,
+    pub detrend: bool,
+    pub trial_window_start_s: f64,
+    pub trial_window_end_s: f64,
+}
+
+impl SampleSettings {
+    pub fn of(p: &crate::config::PreprocessConfig) -> SampleSettings {
+        SampleSettings {
+            zscore: p.zscore,
+            zscore_window: p.zscore_window,
+            zscore_half_life: p.zscore_half_life,
+            detrend: p.detrend,
+            trial_window_start_s: p.trial_window_start_s,
+            trial_window_end_s: p.trial_window_end_s,
+        }
+    }
+
+    /// Each setting where `live` differs from these (the calibration's), as
+    /// "preprocess.KEY: calibrated with A, this session has B".
+    pub fn differences(&self, live: &SampleSettings) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut check = |key: &str, calibrated: String, session: String| {
+            if calibrated != session {
+                out.push(format!(
+                    "preprocess.{key}: calibrated with {calibrated}, this session has {session}"
+                ));
+            }
+        };
+        check(
+            "zscore",
+            format!("{:?}", self.zscore),
+            format!("{:?}", live.zscore),
+        );
+        check(
+            "zscore_window",
+            self.zscore_window.to_string(),
+            live.zscore_window.to_string(),
+        );
+        check(
+            "zscore_half_life",
+            self.zscore_half_life.to_string(),
+            live.zscore_half_life.to_string(),
+        );
+        check(
+            "detrend",
+            self.detrend.to_string(),
+            live.detrend.to_string(),
+        );
+        check(
+            "trial_window_start_s",
+            self.trial_window_start_s.to_string(),
+            live.trial_window_start_s.to_string(),
+        );
+        check(
+            "trial_window_end_s",
+            self.trial_window_end_s.to_string(),
+            live.trial_window_end_s.to_string(),
+        );
+        out
+    }
 }
 
 /// Per-feature mean and standard deviation of inputs and targets (training trials).
@@ -294,5 +366,32 @@ impl<B: Backend> Calibration<B> {
                     .unwrap_or_default(),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PreprocessConfig;
+
+    #[test]
+    fn sample_settings_name_each_difference() {
+        let calibrated = SampleSettings::of(&PreprocessConfig::default());
+        assert!(calibrated
+            .differences(&SampleSettings::of(&PreprocessConfig::default()))
+            .is_empty());
+        let live = SampleSettings::of(&PreprocessConfig {
+            detrend: true,
+            trial_window_end_s: 9.0,
+            ..PreprocessConfig::default()
+        });
+        assert_eq!(
+            calibrated.differences(&live),
+            vec![
+                "preprocess.detrend: calibrated with false, this session has true".to_string(),
+                "preprocess.trial_window_end_s: calibrated with 7.5, this session has 9"
+                    .to_string(),
+            ]
+        );
     }
 }

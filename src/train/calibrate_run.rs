@@ -174,6 +174,9 @@ pub fn run_calibration(
         detail_layers: layers,
         encoder: config.encoder.display().to_string(),
         subject: config.subject.clone(),
+        preprocess: Some(crate::model::calibration::SampleSettings::of(
+            &config.session_config()?.preprocess,
+        )),
     };
     Calibration::<Flex>::save(&config.out, &info, &norm, &model)
         .map_err(|e| file_err(&config.out, e))?;
