@@ -74,47 +74,29 @@ impl SampleSettings {
     }
 
     /// Each setting where `live` differs from these (the calibration's), as
-    /// "preprocess.KEY: calibrated with A, this session has B".
+    /// "preprocess.KEY: calibrated with A, this session has B", in key order.
     pub fn differences(&self, live: &SampleSettings) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut check = |key: &str, calibrated: String, session: String| {
-            if calibrated != session {
-                out.push(format!(
-                    "preprocess.{key}: calibrated with {calibrated}, this session has {session}"
-                ));
-            }
+        let fields = |s: &SampleSettings| match serde_json::to_value(s) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
         };
-        check(
-            "zscore",
-            format!("{:?}", self.zscore),
-            format!("{:?}", live.zscore),
-        );
-        check(
-            "zscore_window",
-            self.zscore_window.to_string(),
-            live.zscore_window.to_string(),
-        );
-        check(
-            "zscore_half_life",
-            self.zscore_half_life.to_string(),
-            live.zscore_half_life.to_string(),
-        );
-        check(
-            "detrend",
-            self.detrend.to_string(),
-            live.detrend.to_string(),
-        );
-        check(
-            "trial_window_start_s",
-            self.trial_window_start_s.to_string(),
-            live.trial_window_start_s.to_string(),
-        );
-        check(
-            "trial_window_end_s",
-            self.trial_window_end_s.to_string(),
-            live.trial_window_end_s.to_string(),
-        );
-        out
+        let show = |v: &serde_json::Value| match v {
+            serde_json::Value::Number(n) => n.as_f64().map_or(n.to_string(), |f| f.to_string()),
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let session = fields(live);
+        fields(self)
+            .iter()
+            .filter(|(key, calibrated)| session.get(*key) != Some(*calibrated))
+            .map(|(key, calibrated)| {
+                let now = session.get(key).map_or("nothing".to_string(), show);
+                format!(
+                    "preprocess.{key}: calibrated with {}, this session has {now}",
+                    show(calibrated)
+                )
+            })
+            .collect()
     }
 }
 

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use super::encoder::training_stimuli;
 use super::generator::{Conditioner, GeneratorError};
+use crate::model::calibration::column_stats;
 use crate::model::generator::Condition;
 
 /// Stimuli behind the reference statistics (drawn from a stream of their own).
@@ -61,18 +62,10 @@ fn rows<const D: usize>(t: Tensor<Flex, D>) -> Vec<f32> {
 
 /// Column means of `n` rows, and the SD of all values about their column's mean.
 fn mean_and_sd(values: &[f32], n: usize) -> (Vec<f32>, f32) {
-    let width = values.len() / n.max(1);
-    let mut mean = vec![0.0f64; width];
-    for row in values.chunks_exact(width.max(1)) {
-        mean.iter_mut().zip(row).for_each(|(m, &v)| *m += v as f64);
-    }
-    mean.iter_mut().for_each(|m| *m /= n.max(1) as f64);
-    let ss: f64 = values
-        .chunks_exact(width.max(1))
-        .flat_map(|row| row.iter().zip(&mean).map(|(&v, m)| (v as f64 - m).powi(2)))
-        .sum();
-    let sd = (ss / values.len().max(1) as f64).sqrt() as f32;
-    (mean.into_iter().map(|m| m as f32).collect(), sd)
+    let width = (values.len() / n.max(1)).max(1);
+    let (mean, std) = column_stats(values, width);
+    let variance = std.iter().map(|s| (*s as f64).powi(2)).sum::<f64>() / width as f64;
+    (mean, variance.sqrt() as f32)
 }
 
 /// One row's degradation: `mean + keep (own - mean) + mix (other - mean) + noise sd ε`.
