@@ -368,7 +368,14 @@ pub fn train_projector<B: AutodiffBackend>(
             .load_file(path, &recorder, &FlexDevice)
             .map_err(|e| crate::train::calibrate::file_err(path, e))
     };
-    let (detail_best, semantic_best) = (load(&best_path)?, load(&best_semantic_path)?);
+    let detail_best = load(&best_path)?;
+    // A checkpoint finished before streams stopped separately has no semantic best: the
+    // semantic stream then comes from the shared best epoch, as it was trained.
+    let semantic_best = if best_semantic_path.with_extension("mpk").exists() {
+        load(&best_semantic_path)?
+    } else {
+        detail_best.clone()
+    };
     let best = Projector {
         semantic_encoder: semantic_best.semantic_encoder,
         semantic_head: semantic_best.semantic_head,
