@@ -1,21 +1,25 @@
 //! Per-volume read + mask + rolling z-score, ours against a Python nibabel + numpy script doing
 //! the same (`bench/python_baseline.py`), in one run on the same files: NSD's 81x104x83 grid
-//! and 64x64x36, gzipped int16 volumes, masks of tens of thousands of voxels. Budget: at least
-//! 5x faster than Python. Run: `cargo bench --bench pipeline_vs_python` (needs python3 with
-//! nibabel and numpy: `pip install nibabel numpy`).
+//! and 64x64x36, gzipped and plain int16 volumes, masks of tens of thousands of voxels. Budget:
+//! at least 5x faster than Python. Ours and Python alternate for three rounds and the median
+//! ratio is reported (with each round's), since this machine's speed drifts; for gzipped files
+//! the time libdeflate alone takes to inflate them is printed too, the floor for any reader.
+//! Run: `cargo bench --bench pipeline_vs_python` (needs python3 with nibabel and numpy:
+//! `pip install nibabel numpy`).
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use brainmclip::ingest::nifti_write::{write_nifti, NiftiSpec};
-use brainmclip::ingest::{read_volume_file, Datatype};
+use brainmclip::ingest::{inflate_verified, read_volume_file, Datatype};
 use brainmclip::preprocess::masks::Masks;
 use brainmclip::preprocess::zscore::{RollingZ, ZMode};
 use brainmclip::sim::subject::{Grid, Subject, SubjectParams, Tissue};
 
 const VOLUMES: usize = 60;
 const WINDOW: usize = 30;
+const ROUNDS: usize = 3;
 
 fn write_npy_indices(path: &Path, indices: &[usize]) {
     // A minimal .npy (version 1.0) of little-endian int64.
@@ -82,49 +86,123 @@ fn main() {
         }
         write_npy_indices(&dir.join("mask.npy"), &mask);
 
-        let mut z = RollingZ::new(mask.len(), ZMode::Window(WINDOW), false);
-        let (mut masked, mut scores, mut times, mut read_times) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for v in 0..VOLUMES {
-            let t = Instant::now();
-            let volume =
-                read_volume_file(&dir.join(format!("vol_{:04}.{ext}", v + 1)), 1 << 26).unwrap();
-            read_times.push(t.elapsed().as_secs_f64() * 1e3);
-            Masks::gather(&mask, &volume.data, &mut masked);
-            z.push(&masked, &mut scores);
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        times.sort_by(f64::total_cmp);
-        read_times.sort_by(f64::total_cmp);
-        let ours = times[times.len() / 2];
-        let read_part = read_times[read_times.len() / 2];
-        let python = Command::new("python3")
-            .args([
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("bench/python_baseline.py")
-                    .to_str()
-                    .unwrap(),
-                dir.to_str().unwrap(),
-                dir.join("mask.npy").to_str().unwrap(),
-                &WINDOW.to_string(),
-            ])
-            .output();
-        match python {
-            Ok(out) if out.status.success() => {
-                let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-                let theirs = report["median_ms"].as_f64().unwrap();
-                let ratio = theirs / ours;
-                println!(
-                    "{label}, {} mask voxels: ours {ours:.2} ms/volume (read {read_part:.2}), Python {theirs:.2} ms/volume: {ratio:.1}x faster (budget 5x: {})",
-                    mask.len(),
-                    if ratio >= 5.0 { "met" } else { "MISSED" }
-                );
+        // Ours and Python in turn, ROUNDS times: this machine is shared and its speed drifts,
+        // so each ratio compares two measurements taken moments apart.
+        let mut rounds = Vec::new();
+        for _ in 0..ROUNDS {
+            let ours = time_ours(&dir, ext, &mask);
+            match time_python(&dir) {
+                Ok(theirs) => rounds.push((ours, theirs)),
+                Err(why) => {
+                    println!("{label}: ours {:.2} ms/volume; {why}", ours.total_ms);
+                    break;
+                }
             }
-            Ok(out) => println!(
-                "{label}: ours {ours:.2} ms/volume; Python baseline failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            Err(e) => println!("{label}: ours {ours:.2} ms/volume; python3 not found ({e})"),
+        }
+        if rounds.is_empty() {
+            continue;
+        }
+        let mut ratios: Vec<f64> = rounds.iter().map(|(o, p)| p / o.total_ms).collect();
+        ratios.sort_by(f64::total_cmp);
+        let ratio = ratios[ratios.len() / 2];
+        let (ours, theirs) = rounds
+            .iter()
+            .find(|(o, p)| p / o.total_ms == ratio)
+            .copied()
+            .unwrap();
+        println!(
+            "{label}, {} mask voxels: ours {:.2} ms/volume (read {:.2}, mask {:.2}, z-score {:.2}), Python {theirs:.2} ms/volume: {ratio:.1}x faster, rounds {} (budget 5x: {})",
+            mask.len(),
+            ours.total_ms,
+            ours.read_ms,
+            ours.gather_ms,
+            ours.zscore_ms,
+            ratios.iter().map(|r| format!("{r:.1}x")).collect::<Vec<_>>().join(" "),
+            if ratio >= 5.0 { "met" } else { "MISSED" }
+        );
+        if ext == "nii.gz" {
+            // The floor no reader avoids: one gzip stream inflates on one core.
+            let inflate = time_inflate(&dir);
+            println!(
+                "    of which libdeflate's inflate alone: {inflate:.2} ms, so no reader of these files on one core can be more than {:.1}x faster than Python here",
+                theirs / inflate
+            );
         }
     }
+}
+
+/// Medians over the run, in ms per volume.
+#[derive(Clone, Copy)]
+struct Timing {
+    total_ms: f64,
+    read_ms: f64,
+    gather_ms: f64,
+    zscore_ms: f64,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn time_ours(dir: &Path, ext: &str, mask: &[usize]) -> Timing {
+    let mut z = RollingZ::new(mask.len(), ZMode::Window(WINDOW), false);
+    let (mut masked, mut scores) = (Vec::new(), Vec::new());
+    let (mut total, mut read, mut gather, mut zscore) = (vec![], vec![], vec![], vec![]);
+    for v in 0..VOLUMES {
+        let t = Instant::now();
+        let volume =
+            read_volume_file(&dir.join(format!("vol_{:04}.{ext}", v + 1)), 1 << 26).unwrap();
+        let t_read = t.elapsed().as_secs_f64() * 1e3;
+        Masks::gather(mask, &volume.data, &mut masked);
+        let t_gather = t.elapsed().as_secs_f64() * 1e3;
+        z.push(&masked, &mut scores);
+        let t_total = t.elapsed().as_secs_f64() * 1e3;
+        read.push(t_read);
+        gather.push(t_gather - t_read);
+        zscore.push(t_total - t_gather);
+        total.push(t_total);
+    }
+    Timing {
+        total_ms: median(total),
+        read_ms: median(read),
+        gather_ms: median(gather),
+        zscore_ms: median(zscore),
+    }
+}
+
+fn time_python(dir: &Path) -> Result<f64, String> {
+    let out = Command::new("python3")
+        .args([
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("bench/python_baseline.py")
+                .to_str()
+                .unwrap(),
+            dir.to_str().unwrap(),
+            dir.join("mask.npy").to_str().unwrap(),
+            &WINDOW.to_string(),
+        ])
+        .output()
+        .map_err(|e| format!("python3 not found ({e})"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "Python baseline failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    Ok(report["median_ms"].as_f64().unwrap())
+}
+
+fn time_inflate(dir: &Path) -> f64 {
+    let mut times = Vec::new();
+    for v in 0..VOLUMES {
+        let path = dir.join(format!("vol_{:04}.nii.gz", v + 1));
+        let bytes = std::fs::read(&path).unwrap();
+        let t = Instant::now();
+        let raw = inflate_verified(&bytes, &path, 1 << 28).unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(raw.len() > 348);
+    }
+    median(times)
 }

@@ -220,13 +220,17 @@ pub fn read_raw_volume(path: &Path, max_voxels: usize) -> Result<RawVolume, Read
     let (header, bytes, data_path) = match kind {
         FileKind::Nii => {
             // Header first: nothing is allocated for the voxels before the header is valid.
+            // One open serves both reads.
+            let mut file = File::open(path).map_err(|e| io_err(path, e))?;
             let mut head = Vec::new();
-            File::open(path)
-                .and_then(|f| f.take(HEADER_BYTES as u64).read_to_end(&mut head))
+            (&mut file)
+                .take(HEADER_BYTES as u64)
+                .read_to_end(&mut head)
                 .map_err(|e| io_err(path, e))?;
             let header = Header::parse(&head, path, max_voxels)?;
             three_d(&header)?;
-            let bytes = read_prefix(path, header.vox_offset + header.bytes_per_volume(), &header)?;
+            let needed = header.vox_offset + header.bytes_per_volume();
+            let bytes = read_rest(file, head, needed, path, &header)?;
             (header, bytes, path.to_owned())
         }
         FileKind::NiiGz => {
@@ -250,6 +254,34 @@ pub fn read_raw_volume(path: &Path, max_voxels: usize) -> Result<RawVolume, Read
     };
     voxel_bytes(&bytes, &header, header.bytes_per_volume(), &data_path)?;
     Ok(RawVolume { header, bytes })
+}
+
+/// `head` (the bytes already read from the start of `file`) followed by the rest of the first
+/// `needed` bytes, or `Incomplete` when the file is shorter.
+fn read_rest(
+    file: File,
+    mut head: Vec<u8>,
+    needed: usize,
+    path: &Path,
+    header: &Header,
+) -> Result<Vec<u8>, ReadError> {
+    let len = file.metadata().map_err(|e| io_err(path, e))?.len();
+    if len < needed as u64 {
+        return Err(ReadError::Incomplete {
+            path: path.to_owned(),
+            detail: format!(
+                "{len} bytes, the header implies {needed} (vox_offset {} + {} voxels x {} bytes)",
+                header.vox_offset,
+                header.voxels_per_volume(),
+                header.datatype.size_bytes()
+            ),
+        });
+    }
+    head.reserve_exact(needed.saturating_sub(head.len()));
+    file.take(needed.saturating_sub(head.len()) as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| io_err(path, e))?;
+    Ok(head)
 }
 
 /// The first `needed` bytes of an uncompressed file, or `Incomplete` when it is shorter.
