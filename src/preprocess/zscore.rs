@@ -279,31 +279,54 @@ struct WindowLanes<'a> {
 
 /// Updates the sums and scores every voxel; returns how many were guarded (SD ~0, or a NaN/Inf
 /// value). `inv_m` is 1 / the window's count with the new volume, `inv_before` 1 / its count
-/// before (0 when empty). Picks a
-/// copy compiled for AVX2 where the CPU has it: the loop is the per-volume hot path, and the
-/// x86-64 baseline (SSE2) gives it half the vector width. Both copies round identically (no
-/// fused multiply-add is allowed to form), so results do not depend on the CPU.
+/// before (0 when empty). A volume with no NaN/Inf value (nearly all of them; one pass tells)
+/// takes a loop without the stand-in's cost. Each loop has a copy compiled for AVX2, picked
+/// where the CPU has it: this is the per-volume hot path, and the x86-64 baseline (SSE2) gives
+/// it half the vector width. The copies round identically (no fused multiply-add is allowed to
+/// form), so results do not depend on the CPU.
 fn score_window(lanes: WindowLanes, inv_m: f64, inv_before: f64) -> u64 {
+    let all_finite = lanes
+        .values
+        .iter()
+        .fold(true, |all, value| all & value.is_finite());
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU was just checked for AVX2, the only feature the copy assumes.
-            return unsafe { score_window_avx2(lanes, inv_m, inv_before) };
+            // SAFETY: the CPU was just checked for AVX2, the only feature the copies assume.
+            return unsafe {
+                if all_finite {
+                    score_window_avx2::<true>(lanes, inv_m, inv_before)
+                } else {
+                    score_window_avx2::<false>(lanes, inv_m, inv_before)
+                }
+            };
         }
     }
-    score_window_lanes(lanes, inv_m, inv_before)
+    if all_finite {
+        score_window_lanes::<true>(lanes, inv_m, inv_before)
+    } else {
+        score_window_lanes::<false>(lanes, inv_m, inv_before)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn score_window_avx2(lanes: WindowLanes, inv_m: f64, inv_before: f64) -> u64 {
-    score_window_lanes(lanes, inv_m, inv_before)
+fn score_window_avx2<const ALL_FINITE: bool>(
+    lanes: WindowLanes,
+    inv_m: f64,
+    inv_before: f64,
+) -> u64 {
+    score_window_lanes::<ALL_FINITE>(lanes, inv_m, inv_before)
 }
 
 /// The loop itself, branch-free so that it vectorises: every lane computes its score and the
-/// guard selects 0 where the SD is ~0.
+/// guard selects 0 where the SD is ~0. `ALL_FINITE` promises no NaN/Inf in `values`.
 #[inline(always)]
-fn score_window_lanes(lanes: WindowLanes, inv_m: f64, inv_before: f64) -> u64 {
+fn score_window_lanes<const ALL_FINITE: bool>(
+    lanes: WindowLanes,
+    inv_m: f64,
+    inv_before: f64,
+) -> u64 {
     let WindowLanes {
         ring,
         sum,
@@ -323,8 +346,12 @@ fn score_window_lanes(lanes: WindowLanes, inv_m: f64, inv_before: f64) -> u64 {
     let mut guarded = 0u64;
     for v in 0..n {
         let old = ring[v] as f64;
-        let finite = values[v].is_finite();
-        let x = finite_or(values[v] - offset[v], (sum[v] * inv_before) as f32);
+        let finite = ALL_FINITE || values[v].is_finite();
+        let x = if ALL_FINITE {
+            values[v] - offset[v]
+        } else {
+            finite_or(values[v] - offset[v], (sum[v] * inv_before) as f32)
+        };
         ring[v] = x;
         let x = x as f64;
         let s = sum[v] - old + x;
@@ -444,7 +471,13 @@ mod tests {
                 inv_m,
                 inv_before,
             );
-            let guarded_b = score_window_lanes(
+            let all_finite = values.iter().all(|v| v.is_finite());
+            let portable = if all_finite {
+                score_window_lanes::<true>
+            } else {
+                score_window_lanes::<false>
+            };
+            let guarded_b = portable(
                 WindowLanes {
                     ring: &mut ring_b,
                     sum: &mut sum_b,
