@@ -287,23 +287,7 @@ fn read_rest(
 /// The first `needed` bytes of an uncompressed file, or `Incomplete` when it is shorter.
 fn read_prefix(path: &Path, needed: usize, header: &Header) -> Result<Vec<u8>, ReadError> {
     let file = File::open(path).map_err(|e| io_err(path, e))?;
-    let len = file.metadata().map_err(|e| io_err(path, e))?.len();
-    if len < needed as u64 {
-        return Err(ReadError::Incomplete {
-            path: path.to_owned(),
-            detail: format!(
-                "{len} bytes, the header implies {needed} (vox_offset {} + {} voxels x {} bytes)",
-                header.vox_offset,
-                header.voxels_per_volume(),
-                header.datatype.size_bytes()
-            ),
-        });
-    }
-    let mut bytes = Vec::with_capacity(needed);
-    file.take(needed as u64)
-        .read_to_end(&mut bytes)
-        .map_err(|e| io_err(path, e))?;
-    Ok(bytes)
+    read_rest(file, Vec::new(), needed, path, header)
 }
 
 /// Reads one 3-D volume (see `read_raw_volume`) and converts it to `f32`.
