@@ -102,14 +102,11 @@ fn main() {
         if rounds.is_empty() {
             continue;
         }
-        let mut ratios: Vec<f64> = rounds.iter().map(|(o, p)| p / o.total_ms).collect();
-        ratios.sort_by(f64::total_cmp);
-        let ratio = ratios[ratios.len() / 2];
-        let (ours, theirs) = rounds
-            .iter()
-            .find(|(o, p)| p / o.total_ms == ratio)
-            .copied()
-            .unwrap();
+        let ratio_of = |(ours, theirs): &(Timing, f64)| theirs / ours.total_ms;
+        rounds.sort_by(|a, b| ratio_of(a).total_cmp(&ratio_of(b)));
+        let (ours, theirs) = rounds[rounds.len() / 2];
+        let ratio = ratio_of(&rounds[rounds.len() / 2]);
+        let ratios: Vec<f64> = rounds.iter().map(ratio_of).collect();
         println!(
             "{label}, {} mask voxels: ours {:.2} ms/volume (read {:.2}, mask {:.2}, z-score {:.2}), Python {theirs:.2} ms/volume: {ratio:.1}x faster, rounds {} (budget 5x: {})",
             mask.len(),

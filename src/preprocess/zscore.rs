@@ -188,20 +188,28 @@ impl RollingZ {
                 let a = (s - b * sk) / m;
                 let sse = (ss - a * s - b * skx).max(0.0);
                 let fit = a + b * k;
-                let (z, g) = zscore(new[v] as f64 - fit, sse / dof, fit + offset[v] as f64);
-                let finite = values[v].is_finite();
-                out[v] = if finite { z } else { 0.0 };
-                guarded += (g || !finite) as u64;
+                let (z, g) = zscore(
+                    new[v] as f64 - fit,
+                    sse / dof,
+                    fit + offset[v] as f64,
+                    values[v].is_finite(),
+                );
+                out[v] = z;
+                guarded += g as u64;
             }
         } else {
             let inv_m = 1.0 / m;
             for v in 0..n {
                 let mean = sum[v] * inv_m;
                 let variance = (sum_sq[v] * inv_m - mean * mean).max(0.0);
-                let (z, g) = zscore(new[v] as f64 - mean, variance, mean + offset[v] as f64);
-                let finite = values[v].is_finite();
-                out[v] = if finite { z } else { 0.0 };
-                guarded += (g || !finite) as u64;
+                let (z, g) = zscore(
+                    new[v] as f64 - mean,
+                    variance,
+                    mean + offset[v] as f64,
+                    values[v].is_finite(),
+                );
+                out[v] = z;
+                guarded += g as u64;
             }
         }
         self.guarded += guarded;
@@ -249,9 +257,9 @@ impl RollingZ {
             let s2 = (1.0 - alpha) * (var[v] + alpha * delta * delta);
             mean[v] = m;
             var[v] = s2;
-            let (z, g) = zscore(x - m, s2, m + offset[v] as f64);
-            out[v] = if finite { z } else { 0.0 };
-            guarded += (g || !finite) as u64;
+            let (z, g) = zscore(x - m, s2, m + offset[v] as f64, finite);
+            out[v] = z;
+            guarded += g as u64;
         }
         self.guarded += guarded;
     }
@@ -360,15 +368,15 @@ fn score_window_lanes<const ALL_FINITE: bool>(
         sum_sq[v] = ss;
         let mean = s * inv_m;
         let variance = (ss * inv_m - mean * mean).max(0.0);
-        let (z, g) = zscore(x - mean, variance, mean + offset[v] as f64);
-        out[v] = if finite { z } else { 0.0 };
-        guarded += (g || !finite) as u64;
+        let (z, g) = zscore(x - mean, variance, mean + offset[v] as f64, finite);
+        out[v] = z;
+        guarded += g as u64;
     }
     guarded
 }
 
 /// A NaN or Inf voxel value must not enter the sums, where it would stay for the rest of the
-/// run: the window's mean (`fallback`) stands in for it, and the caller scores it 0, guarded.
+/// run: the window's mean (`fallback`) stands in for it, and `zscore` scores it 0, guarded.
 #[inline(always)]
 fn finite_or(value: f32, fallback: f32) -> f32 {
     if value.is_finite() {
@@ -387,15 +395,16 @@ fn recip_or_zero(count: usize) -> f64 {
     }
 }
 
-/// The z-score of a deviation, and whether the SD was ~0 (relative to the voxel's level, or
-/// absolutely for a voxel near zero, or NaN) so that 0 was returned instead.
+/// The z-score of a deviation, and whether 0 was returned instead: the SD was ~0 (relative to
+/// the voxel's level, or absolutely for a voxel near zero, or NaN), or the voxel's value was
+/// not `finite` (a stand-in took its place in the sums; see `finite_or`).
 #[inline(always)]
-fn zscore(deviation: f64, variance: f64, level: f64) -> (f32, bool) {
+fn zscore(deviation: f64, variance: f64, level: f64, finite: bool) -> (f32, bool) {
     // The sums need f64; the square root and the division do not (the score is an f32), and in
     // f32 they vectorise twice as wide. Both sides are computed and one is selected, so the
     // caller's loop has no branch; a NaN SD fails the comparison and is guarded.
     let sd = (variance as f32).sqrt();
-    let usable = sd > 1e-6 * (level as f32).abs().max(1.0);
+    let usable = finite && sd > 1e-6 * (level as f32).abs().max(1.0);
     let score = (deviation as f32) / sd;
     (if usable { score } else { 0.0 }, !usable)
 }
