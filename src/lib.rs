@@ -1,21 +1,25 @@
 //! brainmclip: live fMRI-to-image decoding beside the scanner.
 //!
-//! The crate is laid out as the pipeline runs (see the README): `ingest` brings volumes in from
-//! the scanner's export directory; later stages (preprocessing, decoding, generation, sinks,
-//! the window) consume its typed event stream.
+//! The crate is laid out as the pipeline runs (see the README's layout): `ingest` brings volumes
+//! in from the scanner's export directory, `preprocess` cleans them and assembles trials,
+//! `decode` turns trials into features, feedback and images, `sink` sends the results out;
+//! `session` runs those stages as one live daemon. `model` holds the networks, `train` fits
+//! them (it imports the runtime; the runtime never imports it), `sim` simulates subjects, `ui`
+//! is the window and `demo` the bundled synthetic session.
 
+pub mod assets;
 pub mod atomic;
 pub mod clock;
 pub mod config;
 pub mod decode;
+pub mod demo;
 pub mod features;
 pub mod ingest;
 pub mod inspect;
 pub mod metrics;
 pub mod model;
-pub mod pipeline;
 pub mod preprocess;
-pub mod retrieval;
+pub mod session;
 pub mod sim;
 pub mod sink;
 pub mod train;

@@ -73,22 +73,7 @@ enum Command {
     /// Score calibrations on their held-out test trials, side by side.
     Eval(cli::calibrate::EvalArgs),
     /// The live daemon: watch the export directory named in the session file.
-    Run {
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
-        /// Override ingest.dir.
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// Feed this recorded run (4-D NIfTI or folder) into ingest.dir in-process, as a scanner.
-        #[arg(long, value_name = "SRC")]
-        replay: Option<PathBuf>,
-        /// With --replay: speed factor, or "max" for as fast as possible.
-        #[arg(long, default_value = "1")]
-        speed: String,
-        /// Show the live window (needs a display).
-        #[arg(long)]
-        window: bool,
-    },
+    Run(cli::run::RunArgs),
 }
 
 #[derive(clap::Args)]
@@ -335,15 +320,7 @@ fn main() -> Result<()> {
             print!("{}", brainmclip::inspect::inspect(&file, max_voxels)?)
         }
         Command::Replay(args) => replay(args)?,
-        Command::Run {
-            config,
-            dir,
-            replay,
-            speed,
-            window,
-        } => {
-            cli::run::run(config, dir, replay, speed, window)?;
-        }
+        Command::Run(args) => cli::run::run_cmd(args)?,
         Command::Simulate(args) => simulate(args)?,
         Command::TrainEncoder(args) => cli::train::train_encoder_cmd(args)?,
         Command::Demo(args) => cli::demo::demo_cmd(args)?,

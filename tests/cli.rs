@@ -141,6 +141,7 @@ fn replay_then_run_records_every_volume() {
     assert_eq!(
         kinds,
         [
+            "started",
             "volume1",
             "volume2",
             "missing3",
@@ -152,7 +153,7 @@ fn replay_then_run_records_every_volume() {
             "run_ended"
         ]
     );
-    assert_eq!(events[0]["dims"], serde_json::json!([10, 8, 6]));
+    assert_eq!(events[1]["dims"], serde_json::json!([10, 8, 6]));
 }
 
 #[test]
@@ -244,4 +245,26 @@ fn a_calibration_made_with_other_preprocessing_is_refused() {
             && err.contains("preprocess.detrend: calibrated with false, this session has true"),
         "{err}"
     );
+}
+
+/// The demo checks every shipped model before simulating anything, and says what is missing and
+/// where it looked.
+#[test]
+fn demo_without_its_models_says_what_is_missing_before_simulating() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = Command::new(env!("CARGO_BIN_EXE_brainmclip"))
+        .current_dir(d)
+        .args(["demo", "--headless", "--assets", "empty", "--out", "demo"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("the demo calibration not found")
+            && said.contains("projector.mpk")
+            && said.contains(&d.join("empty/calibration/demo").display().to_string()),
+        "{said}"
+    );
+    assert!(!d.join("demo/sim").exists(), "it simulated before checking");
 }

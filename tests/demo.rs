@@ -1,5 +1,6 @@
-//! The golden end-to-end run: `demo --headless --speed max` with the shipped models decodes every
-//! trial of the held-out demo run, draws reconstructions, and scores above stated thresholds;
+//! The golden end-to-end run: `demo --headless --speed max`, started outside the repository (it
+//! finds the shipped models on its own), with the shipped models decodes every trial of the
+//! held-out demo run, draws reconstructions, and scores above stated thresholds;
 //! its per-trial outputs (decoded feedback-free records and the mean colour of each drawn image)
 //! equal stored golden values within a tolerance. Refresh with
 //! `UPDATE_GOLDEN=1 cargo test --test demo` after a change meant to alter them (say why).
@@ -11,16 +12,11 @@ use std::process::Command;
 fn demo_headless_decodes_every_trial_above_thresholds_and_matches_golden() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
+    // A working directory with no `assets/` or `calibration/` in it.
     let run = Command::new(env!("CARGO_BIN_EXE_brainmclip"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "demo",
-            "--headless",
-            "--speed",
-            "max",
-            "--out",
-            out.to_str().unwrap(),
-        ])
+        .current_dir(dir.path())
+        .env_remove("BRAINMCLIP_ASSETS")
+        .args(["demo", "--headless", "--speed", "max", "--out", "demo"])
         .output()
         .unwrap();
     assert!(

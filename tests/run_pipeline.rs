@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use brainmclip::preprocess::stage::{PreprocessEvent, PreprocessStage};
 use brainmclip::sim::motion::rotation;
 
 fn relative(p: &[f32; 6], reference: &[f32; 6]) -> [f32; 6] {
@@ -273,7 +274,8 @@ fn a_feedback_client_receives_results_and_its_markers_become_trials() {
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
     let mut writer = stream.try_clone().unwrap();
-    // A live trial at 60 s into the run (volume 40), from the stimulus computer.
+    // A live trial at 60 s into the run (the scanner's volume 41), from the stimulus computer;
+    // its window (4.5-7.5 s) holds volumes 44-46.
     writer.write_all(b"{\"type\":\"marker\",\"onset_s\":60.0,\"trial_type\":\"live\",\"stimulus\":\"cue.png\"}\n").unwrap();
     let mut reader = BufReader::new(stream);
     let (mut acked, mut volumes, mut live_sample) = (false, 0, None);
@@ -296,7 +298,7 @@ fn a_feedback_client_receives_results_and_its_markers_become_trials() {
     let sample = live_sample.expect("no sample for the live trial");
     assert_eq!(sample["trial_type"], "live");
     assert_eq!(sample["stimulus"], "cue.png");
-    assert_eq!(sample["volumes"], serde_json::json!([43, 44, 45]));
+    assert_eq!(sample["volumes"], serde_json::json!([44, 45, 46]));
     assert!(sample["sample_ns"].as_u64().unwrap() > 1_600_000_000_000_000_000);
 }
 
@@ -376,7 +378,7 @@ fn the_log_appears_under_its_final_name_only_when_complete() {
     assert_eq!(std::fs::read_to_string(&partial).unwrap(), log);
 }
 
-/// Calibration preprocesses recorded runs with `Pipeline::offline`: the same stage as the live
+/// Calibration preprocesses recorded runs with `PreprocessStage::offline`: the same stage as the live
 /// path must give the same per-trial outputs as the live replay (the golden values).
 #[test]
 fn offline_preprocessing_equals_the_live_path() {
@@ -385,15 +387,15 @@ fn offline_preprocessing_equals_the_live_path() {
     let session = simulated_session(d, 60, 17, "", true, "address = \"127.0.0.1:0\"");
     let config = brainmclip::config::SessionConfig::load(&session).unwrap();
     let run = d.join("bids/sub-01/func/sub-01_task-images_run-01_bold.nii.gz");
-    let pipeline = brainmclip::pipeline::Pipeline::offline(&config, &run).unwrap();
+    let stage = PreprocessStage::offline(&config, &run).unwrap();
     let mut samples = Vec::new();
     let mut volumes = 0;
-    for event in pipeline.events().iter() {
+    for event in stage.events().iter() {
         match event {
-            brainmclip::pipeline::PipelineEvent::Sample(s) => samples.push(s),
-            brainmclip::pipeline::PipelineEvent::Volume(_) => volumes += 1,
-            brainmclip::pipeline::PipelineEvent::Ended { .. } => break,
-            brainmclip::pipeline::PipelineEvent::Error(e) => panic!("{e}"),
+            PreprocessEvent::Sample(s) => samples.push(s),
+            PreprocessEvent::Volume(_) => volumes += 1,
+            PreprocessEvent::Ended { .. } => break,
+            PreprocessEvent::Error(e) => panic!("{e}"),
             _ => {}
         }
     }

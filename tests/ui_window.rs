@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use brainmclip::preprocess::slices::{roi_labels, OrthoSlices};
+use brainmclip::session::event::SessionCommand;
 use brainmclip::ui::app::ViewerApp;
 use brainmclip::ui::message::{
-    ReconstructionView, Retrieved, Rgb, SessionInfo, TrialView, ViewerCommand, ViewerMessage,
-    VolumeView,
+    ReconstructionView, Retrieved, Rgb, SessionInfo, TrialView, ViewerMessage, VolumeView,
 };
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
@@ -144,7 +144,7 @@ fn app_with(
 ) -> (
     ViewerApp,
     crossbeam_channel::Sender<ViewerMessage>,
-    crossbeam_channel::Receiver<ViewerCommand>,
+    crossbeam_channel::Receiver<SessionCommand>,
 ) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let (ctx, crx) = crossbeam_channel::unbounded();
@@ -228,15 +228,15 @@ fn a_typed_target_is_sent_to_the_run_and_displayed_trials_are_reported() {
     h.run_steps(1);
     h.get_by_label("Set target").click();
     h.run_steps(2);
-    let received: Vec<ViewerCommand> = commands.try_iter().collect();
+    let received: Vec<SessionCommand> = commands.try_iter().collect();
     assert!(
-        received.contains(&ViewerCommand::SetTargetText("a small blue square".into())),
+        received.contains(&SessionCommand::SetTargetText("a small blue square".into())),
         "{received:?}"
     );
     assert!(
         received
             .iter()
-            .any(|c| matches!(c, ViewerCommand::Displayed { trial: 5, displayed_ns } if *displayed_ns > 0)),
+            .any(|c| matches!(c, SessionCommand::Displayed { trial: 5, displayed_ns } if *displayed_ns > 0)),
         "{received:?}"
     );
 }

@@ -1,6 +1,8 @@
-//! Subcommand handlers that do not fit in `main.rs`, one file per family of jobs.
+//! Subcommand handlers: each turns its arguments into a config and calls the library, one file
+//! per family of jobs.
 
 pub mod calibrate;
 pub mod demo;
 pub mod run;
 pub mod train;
+pub mod window;

@@ -1,3 +1,6 @@
+//! The sequencer's unit tests (kept beside it in their own file): reordering, deadlines,
+//! missing, late and duplicate volumes against a scripted clock.
+
 use super::*;
 use crate::ingest::volume::{Datatype, Geometry};
 

@@ -8,6 +8,7 @@
 //! stimulus computer sends (`add_trial`). Volume times are `index × TR` from the first volume
 //! of the run file, as BIDS onsets are.
 
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -80,7 +81,8 @@ pub struct Sample {
     /// Mean z-score per detail voxel / per semantic voxel over the volumes used.
     pub detail: Vec<f32>,
     pub semantic: Vec<f32>,
-    /// Acquisition indices averaged (0-based from the run's first volume).
+    /// The scanner's acquisition indices of the volumes averaged (the numbering every record
+    /// uses; the assembler's time axis counts from the run's first volume, see `first_index`).
     pub volumes: Vec<u32>,
     /// Volumes in the window that never came.
     pub missing: u32,
@@ -94,6 +96,26 @@ struct Open {
     missing: u32,
 }
 
+/// A trial onset sent live by the stimulus computer (through the feedback server): it becomes
+/// a trial like one read from the events file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Marker {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub onset_s: f64,
+    #[serde(default = "default_duration")]
+    pub duration_s: f64,
+    #[serde(default)]
+    pub trial_type: String,
+    #[serde(default)]
+    pub stimulus: Option<String>,
+}
+
+fn default_duration() -> f64 {
+    3.0
+}
+
 /// Collects volumes into trials as they arrive.
 pub struct TrialAssembler {
     tr_s: f64,
@@ -103,6 +125,9 @@ pub struct TrialAssembler {
     next_id: u64,
     /// Continuous mode: the recent volumes (index, detail, semantic) and missing indices.
     continuous: Option<Continuous>,
+    /// The scanner's index of the run's first volume: added to the time axis's positions when
+    /// a sample names its volumes.
+    first_index: u32,
 }
 
 /// A received volume in continuous mode: acquisition index, detail and semantic z-scores.
@@ -125,7 +150,14 @@ impl TrialAssembler {
             open: BTreeMap::new(),
             next_id,
             continuous: None,
+            first_index: 0,
         }
+    }
+
+    /// Samples name their volumes by the scanner's index, `first` being the run's first.
+    pub fn with_first_index(mut self, first: u32) -> TrialAssembler {
+        self.first_index = first;
+        self
     }
 
     /// Continuous mode: one sample per volume, the mean of the volumes acquired in the last
@@ -183,7 +215,7 @@ impl TrialAssembler {
             },
             detail: mean(|r| &r.1),
             semantic: mean(|r| &r.2),
-            volumes: c.recent.iter().map(|r| r.0).collect(),
+            volumes: c.recent.iter().map(|r| r.0 + self.first_index).collect(),
             missing: c.missing.len() as u32,
         }]
     }
@@ -307,7 +339,7 @@ impl TrialAssembler {
                         .iter_mut()
                         .zip(semantic)
                         .for_each(|(s, v)| *s += *v as f64);
-                    o.volumes.push(index);
+                    o.volumes.push(index + self.first_index);
                 }
                 None => o.missing += 1,
             }

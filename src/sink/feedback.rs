@@ -6,36 +6,23 @@
 //!
 //! Marker line: `{"type":"marker","onset_s":12.0,"duration_s":3.0,"trial_type":"live","stimulus":"a.png"}`
 //! (onset in seconds from the run's first volume; duration, trial_type and stimulus optional).
+//!
+//! `FeedbackSink` is the server as a session sink: it publishes the events meant for clients
+//! (`SessionEvent::for_feedback_clients`). The markers go to the trials stage, not through here.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
-use serde::Deserialize;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
-/// A trial onset sent by the stimulus computer.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Marker {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub onset_s: f64,
-    #[serde(default = "default_duration")]
-    pub duration_s: f64,
-    #[serde(default)]
-    pub trial_type: String,
-    #[serde(default)]
-    pub stimulus: Option<String>,
-}
-
-fn default_duration() -> f64 {
-    3.0
-}
+use super::{Sink, SinkError};
+use crate::preprocess::trials::Marker;
+use crate::session::event::SessionEvent;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeedbackError {
@@ -131,6 +118,43 @@ impl FeedbackServer {
     /// Markers received from clients, in arrival order.
     pub fn markers(&self) -> &Receiver<Marker> {
         &self.markers
+    }
+}
+
+/// The server as a sink of the session's events.
+pub struct FeedbackSink {
+    server: FeedbackServer,
+}
+
+impl FeedbackSink {
+    pub fn new(server: FeedbackServer) -> FeedbackSink {
+        FeedbackSink { server }
+    }
+}
+
+impl Sink for FeedbackSink {
+    fn name(&self) -> &str {
+        "feedback"
+    }
+
+    fn event(&mut self, event: &SessionEvent) -> Result<(), SinkError> {
+        if event.for_feedback_clients() {
+            self.server.publish(&event.record());
+        }
+        Ok(())
+    }
+
+    /// Gives the clients up to a second to receive the last records before the server closes.
+    fn finish(&mut self) -> Result<(), SinkError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while !self.server.records.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if self.server.clients() > 0 {
+            // Received is not yet written to the socket.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(())
     }
 }
 

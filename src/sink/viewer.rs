@@ -1,7 +1,7 @@
-//! The window as a sink: pipeline events, decoded trials and reconstructions translated into
-//! the viewer's typed messages (`ui::message`). Sends never block the pipeline: the channel is
-//! bounded and a full one drops the message and counts it (the recorder still has
-//! everything). Stimulus images and gallery thumbnails are read here, off the window's thread.
+//! The window as a sink: session events translated into the viewer's typed messages
+//! (`ui::message`). Sends never block the session: the channel is bounded and a full one drops
+//! the message and counts it (the recorder still has everything). Stimulus images and gallery
+//! thumbnails are read here, off the window's thread.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -9,24 +9,28 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Sender, TrySendError};
 
+use super::{Sink, SinkError};
+use crate::decode::retrieval::{read_rgb8, Gallery, THUMBNAIL};
 use crate::decode::{DecodedTrial, Reconstruction};
 use crate::ingest::IngestEvent;
-use crate::pipeline::PipelineEvent;
-use crate::retrieval::{read_rgb8, Gallery, THUMBNAIL};
+use crate::session::event::{SessionEvent, SessionStarted};
 use crate::ui::message::{
     ReconstructionView, Retrieved, Rgb, SessionInfo, TrialView, ViewerMessage, VolumeView,
 };
 
 pub struct ViewerSink {
     tx: Sender<ViewerMessage>,
+    title: String,
     /// The folder `stim_file` paths are relative to.
     stimuli: Option<PathBuf>,
     gallery: Option<Arc<Gallery>>,
     /// Volume index → file seen (ns), and trial → its last volume's seen time.
     seen: HashMap<u32, u64>,
     trial_seen: HashMap<u64, u64>,
-    /// The scanner's index of the run's first volume: samples count volumes from 0 there.
-    first_index: u32,
+    /// The newest trial decoded and the newest drawn: a newer decoded one waits for the
+    /// generator.
+    newest_decoded: Option<u64>,
+    newest_drawn: Option<u64>,
     pub dropped: u64,
     closed: bool,
 }
@@ -36,25 +40,33 @@ fn ms(from: u64, to: u64) -> f64 {
 }
 
 impl ViewerSink {
-    pub fn new(
-        tx: Sender<ViewerMessage>,
-        session: SessionInfo,
-        stimuli: Option<PathBuf>,
-        gallery: Option<Arc<Gallery>>,
-        first_index: u32,
-    ) -> ViewerSink {
-        let mut sink = ViewerSink {
+    /// A sink for the window titled `title`; it learns the rest from the session's `Started`.
+    pub fn new(tx: Sender<ViewerMessage>, title: &str) -> ViewerSink {
+        ViewerSink {
             tx,
-            stimuli,
-            gallery,
+            title: title.to_string(),
+            stimuli: None,
+            gallery: None,
             seen: HashMap::new(),
             trial_seen: HashMap::new(),
-            first_index,
+            newest_decoded: None,
+            newest_drawn: None,
             dropped: 0,
             closed: false,
-        };
-        sink.send(ViewerMessage::Session(session));
-        sink
+        }
+    }
+
+    fn started(&mut self, s: &SessionStarted) -> ViewerMessage {
+        self.stimuli = s.stimuli.clone();
+        self.gallery = s.gallery.clone();
+        ViewerMessage::Session(SessionInfo {
+            title: self.title.clone(),
+            volumes: s.volumes,
+            tr_s: s.tr_s,
+            device: s.device.clone(),
+            output_dir: s.output_dir.clone(),
+            feedback_label: s.feedback_label.clone(),
+        })
     }
 
     /// False once the window has gone.
@@ -70,9 +82,11 @@ impl ViewerSink {
         }
     }
 
-    pub fn pipeline_event(&mut self, event: &PipelineEvent) {
-        let message = match event {
-            PipelineEvent::Volume(v) => {
+    /// The window's message for a session event, if it shows one.
+    fn message(&mut self, event: &SessionEvent) -> Option<ViewerMessage> {
+        Some(match event {
+            SessionEvent::Started(s) => self.started(s),
+            SessionEvent::Volume(v) => {
                 self.seen.insert(v.index, v.seen_ns);
                 ViewerMessage::Volume(VolumeView {
                     index: v.index,
@@ -87,42 +101,57 @@ impl ViewerSink {
                     roi: v.roi_slices.clone(),
                 })
             }
-            PipelineEvent::Dummy { index } => ViewerMessage::Dummy { index: *index },
-            PipelineEvent::Ingest(IngestEvent::Late(v)) => ViewerMessage::Late { index: v.index },
-            PipelineEvent::Ingest(IngestEvent::Missing { index, .. }) => {
+            SessionEvent::Dummy { index } => ViewerMessage::Dummy { index: *index },
+            SessionEvent::Gap(IngestEvent::Late(v)) => ViewerMessage::Late { index: v.index },
+            SessionEvent::Gap(IngestEvent::Missing { index, .. }) => {
                 ViewerMessage::Missing { index: *index }
             }
-            PipelineEvent::Ingest(IngestEvent::Rejected { index, reason, .. }) => {
+            SessionEvent::Gap(IngestEvent::Rejected { index, reason, .. }) => {
                 ViewerMessage::Rejected {
                     index: *index,
                     reason: reason.clone(),
                 }
             }
-            PipelineEvent::Ingest(IngestEvent::Warning { message, .. }) => {
+            SessionEvent::Gap(IngestEvent::Warning { message, .. }) => {
                 ViewerMessage::Problem(message.clone())
             }
-            PipelineEvent::Ingest(_) => return,
-            PipelineEvent::Sample(s) => {
-                let first = self.first_index;
-                if let Some(last) = s
-                    .volumes
-                    .iter()
-                    .filter_map(|k| self.seen.get(&(k + first)))
-                    .max()
-                {
+            SessionEvent::Sample(s) => {
+                if let Some(last) = s.volumes.iter().filter_map(|i| self.seen.get(i)).max() {
                     self.trial_seen.insert(s.trial, *last);
                 }
-                return;
+                return None;
             }
-            PipelineEvent::Error(m) => ViewerMessage::Problem(m.clone()),
-            PipelineEvent::Ended {
-                ingest, samples, ..
-            } => ViewerMessage::Ended(format!(
-                "{} volumes delivered, {} missing, {} late, {} rejected; {samples} trials",
-                ingest.delivered, ingest.missing, ingest.late, ingest.rejected
+            SessionEvent::Decoded(d) => {
+                self.newest_decoded = Some(d.trial);
+                self.decoded(d)
+            }
+            SessionEvent::Generated(r) => {
+                self.newest_drawn = Some(r.trial);
+                self.reconstruction(r)?
+            }
+            SessionEvent::Error { stage, message, .. } => {
+                ViewerMessage::Problem(format!("{stage}: {message}"))
+            }
+            SessionEvent::Ended(s) => ViewerMessage::Ended(format!(
+                "{} volumes delivered, {} missing, {} late, {} rejected; {} trials",
+                s.counts.delivered, s.counts.missing, s.counts.late, s.counts.rejected, s.samples
             )),
+            SessionEvent::Gap(_)
+            | SessionEvent::Displayed { .. }
+            | SessionEvent::DisplayPaused { .. }
+            | SessionEvent::TargetChanged { .. } => return None,
+        })
+    }
+
+    /// Events waiting for preprocessing, and whether a decoded trial waits for the generator.
+    fn queues(&self, event: &SessionEvent) -> Option<ViewerMessage> {
+        let SessionEvent::Volume(v) = event else {
+            return None;
         };
-        self.send(message);
+        Some(ViewerMessage::Queues {
+            pipeline: v.queued,
+            generator_waiting: self.newest_decoded > self.newest_drawn,
+        })
     }
 
     fn image(&self, stimulus: &str) -> Option<Rgb> {
@@ -136,7 +165,7 @@ impl ViewerSink {
         }
     }
 
-    pub fn decoded(&mut self, d: &DecodedTrial) {
+    fn decoded(&self, d: &DecodedTrial) -> ViewerMessage {
         let top = d
             .retrieved
             .iter()
@@ -150,22 +179,19 @@ impl ViewerSink {
                     .and_then(|t| Rgb::new(THUMBNAIL, THUMBNAIL, t.clone())),
             })
             .collect();
-        let message = ViewerMessage::Trial(TrialView {
+        ViewerMessage::Trial(TrialView {
             trial: d.trial,
             stimulus_name: d.stimulus.clone(),
             stimulus: d.stimulus.as_deref().and_then(|s| self.image(s)),
             feedback: d.feedback,
             top,
             decode_ms: ms(d.sample_ns, d.decoded_ns),
-        });
-        self.send(message);
+        })
     }
 
-    pub fn reconstruction(&mut self, r: &Reconstruction) {
-        let Some(image) = Rgb::new(r.size, r.size, r.rgb.clone()) else {
-            return;
-        };
-        let message = ViewerMessage::Reconstruction(ReconstructionView {
+    fn reconstruction(&self, r: &Reconstruction) -> Option<ViewerMessage> {
+        let image = Rgb::new(r.size, r.size, r.rgb.clone())?;
+        Some(ViewerMessage::Reconstruction(ReconstructionView {
             trial: r.trial,
             image,
             generate_ms: ms(r.decoded_ns, r.generated_ns),
@@ -174,14 +200,23 @@ impl ViewerSink {
                 .get(&r.trial)
                 .map(|&seen| ms(seen, r.generated_ns)),
             skipped_before: r.skipped_before,
-        });
-        self.send(message);
+        }))
+    }
+}
+
+impl Sink for ViewerSink {
+    fn name(&self) -> &str {
+        "viewer"
     }
 
-    pub fn queues(&mut self, pipeline: usize, generator_waiting: bool) {
-        self.send(ViewerMessage::Queues {
-            pipeline,
-            generator_waiting,
-        });
+    /// Once the window has closed, events are let go without a word (the run may go on).
+    fn event(&mut self, event: &SessionEvent) -> Result<(), SinkError> {
+        if let Some(m) = self.message(event) {
+            self.send(m);
+        }
+        if let Some(m) = self.queues(event) {
+            self.send(m);
+        }
+        Ok(())
     }
 }

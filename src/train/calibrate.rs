@@ -1,5 +1,5 @@
 //! `brainmclip calibrate`: what a subject's projector is trained on, gathered the way the live
-//! path sees it. Every BIDS run of the subject goes through `Pipeline::offline` — the live
+//! path sees it. Every BIDS run of the subject goes through `PreprocessStage::offline` — the live
 //! preprocessing and trial-assembly code — so calibration and live samples cannot drift apart.
 //! Training trials are kept one by one; test trials are averaged over their repeats, as NSD
 //! evaluations do. CLIP targets come from the encoder through `features` (cached in the output).
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::SessionConfig;
 use crate::features::{compute_features, read_features, FeatureJob, FeatureSet};
 use crate::model::loss::LossWeights;
-use crate::pipeline::{Pipeline, PipelineEvent};
+use crate::preprocess::stage::{PreprocessEvent, PreprocessStage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrateError {
@@ -27,7 +27,7 @@ pub enum CalibrateError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    Pipeline(#[from] crate::pipeline::PipelineError),
+    Preprocess(#[from] crate::preprocess::stage::PreprocessError),
     #[error(transparent)]
     Device(#[from] crate::model::device::DeviceError),
 }
@@ -268,10 +268,10 @@ pub fn collect_responses(config: &CalibrateConfig) -> Result<Responses, Calibrat
         }
         let mut session = base.clone();
         session.preprocess.events = Some(events);
-        let pipeline = Pipeline::offline(&session, run)?;
-        for event in pipeline.events().iter() {
+        let stage = PreprocessStage::offline(&session, run)?;
+        for event in stage.events().iter() {
             match event {
-                PipelineEvent::Sample(report) => {
+                PreprocessEvent::Sample(report) => {
                     let s = report.sample;
                     let Some(stim) = s.trial.stimulus.as_deref() else {
                         continue;
@@ -304,10 +304,10 @@ pub fn collect_responses(config: &CalibrateConfig) -> Result<Responses, Calibrat
                         entry.repeats += 1;
                     }
                 }
-                PipelineEvent::Error(message) => {
+                PreprocessEvent::Error(message) => {
                     return Err(file_err(run, format!("preprocessing failed: {message}")))
                 }
-                PipelineEvent::Ended { .. } => break,
+                PreprocessEvent::Ended { .. } => break,
                 _ => {}
             }
         }

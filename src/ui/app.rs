@@ -1,7 +1,7 @@
 //! The window: an eframe app that drains the viewer message stream each frame into a
 //! `ViewerState` and draws it: the status bar and controls on top, the gallery of trials on
 //! the left, the current reconstruction and the volume's orthogonal slices in the middle, the
-//! plots on the right. It sends `ViewerCommand`s back and never touches the pipeline itself.
+//! plots on the right. It sends `SessionCommand`s back and never touches the session itself.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,8 +10,9 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use eframe::egui::{self, Color32, ColorImage, RichText, TextureHandle, TextureOptions};
 
-use super::message::{Rgb, ViewerCommand, ViewerMessage};
+use super::message::{Rgb, ViewerMessage};
 use super::state::ViewerState;
+use crate::session::event::SessionCommand;
 
 const THUMB: f32 = 56.0;
 const LARGE: f32 = 256.0;
@@ -19,7 +20,7 @@ const SLICE: f32 = 150.0;
 
 pub struct ViewerApp {
     messages: Receiver<ViewerMessage>,
-    commands: Option<Sender<ViewerCommand>>,
+    commands: Option<Sender<SessionCommand>>,
     live: ViewerState,
     /// What is shown while the display is paused (the live state keeps filling).
     frozen: Option<ViewerState>,
@@ -34,7 +35,10 @@ pub struct ViewerApp {
 }
 
 impl ViewerApp {
-    pub fn new(messages: Receiver<ViewerMessage>, commands: Option<Sender<ViewerCommand>>) -> Self {
+    pub fn new(
+        messages: Receiver<ViewerMessage>,
+        commands: Option<Sender<SessionCommand>>,
+    ) -> Self {
         ViewerApp {
             messages,
             commands,
@@ -72,8 +76,12 @@ impl ViewerApp {
         self.frozen.is_some()
     }
 
+    /// Freezes (or resumes) what is shown; the session is told, for its log.
     pub fn set_paused(&mut self, paused: bool) {
         self.frozen = paused.then(|| self.live.clone());
+        if let Some(tx) = &self.commands {
+            let _ = tx.send(SessionCommand::DisplayPaused(paused));
+        }
     }
 
     fn texture(
@@ -169,7 +177,7 @@ impl ViewerApp {
     fn set_target(&mut self) {
         let text = self.target_text.trim().to_string();
         self.notice = Some(match &self.commands {
-            Some(tx) if tx.send(ViewerCommand::SetTargetText(text.clone())).is_ok() => {
+            Some(tx) if tx.send(SessionCommand::SetTargetText(text.clone())).is_ok() => {
                 format!("target set: \"{text}\"")
             }
             _ => "this run takes no commands".to_string(),
@@ -302,7 +310,7 @@ impl ViewerApp {
         {
             self.displayed = Some(trial);
             if let Some(tx) = &self.commands {
-                let _ = tx.send(ViewerCommand::Displayed {
+                let _ = tx.send(SessionCommand::Displayed {
                     trial,
                     displayed_ns: crate::clock::now_ns(),
                 });

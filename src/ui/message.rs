@@ -1,5 +1,5 @@
-//! The typed stream the window consumes (`ViewerMessage`) and the commands it sends back
-//! (`ViewerCommand`). The window knows nothing else about the pipeline: a scripted stream of
+//! The typed stream the window consumes (`ViewerMessage`); what it sends back is the session's
+//! command type (`crate::session::event::SessionCommand`). The window knows nothing else about the pipeline: a scripted stream of
 //! these messages is all its tests need, and any producer (a live run, a replay, a recorded
 //! log) can drive it.
 
@@ -115,13 +115,4 @@ pub enum ViewerMessage {
     /// A problem worth showing (the run goes on unless it says otherwise).
     Problem(String),
     Ended(String),
-}
-
-/// What the window asks of the run.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ViewerCommand {
-    /// A new feedback target as text (embedded through the CLIP text tower).
-    SetTargetText(String),
-    /// A trial's reconstruction was first put on screen (telemetry's last timestamp).
-    Displayed { trial: u64, displayed_ns: u64 },
 }

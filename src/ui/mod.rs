@@ -1,8 +1,8 @@
 //! The live window (eframe + egui_plot). It consumes one typed message stream
 //! (`message::ViewerMessage`), keeps what it needs in `state::ViewerState`, and draws it in
-//! `app::ViewerApp`; the only thing it sends back is `message::ViewerCommand`. It does not
-//! run or know the pipeline: `brainmclip run` / `demo` translate pipeline events into
-//! messages (`cli::run`), and tests drive it with a scripted stream.
+//! `app::ViewerApp`; the only thing it sends back is the session's `SessionCommand`. It does
+//! not run or know the session: the viewer sink (`sink::viewer`) translates session events into
+//! messages, and tests drive it with a scripted stream.
 
 pub mod app;
 pub mod message;
@@ -12,7 +12,8 @@ pub mod state;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use message::{ViewerCommand, ViewerMessage};
+use crate::session::event::SessionCommand;
+use message::ViewerMessage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UiError {
@@ -31,7 +32,7 @@ pub fn display_available() -> bool {
 pub fn run_window(
     title: &str,
     messages: Receiver<ViewerMessage>,
-    commands: Option<Sender<ViewerCommand>>,
+    commands: Option<Sender<SessionCommand>>,
 ) -> Result<(), UiError> {
     let options = eframe::NativeOptions {
         viewport: eframe::egui::ViewportBuilder::default()

@@ -1,6 +1,8 @@
-//! The stages wired together: ingest → preprocess (motion, masks, rolling z-scores) → trials,
-//! each on its own thread joined by bounded channels, producing one typed stream of pipeline
-//! events for the sinks (recorder, feedback server, window).
+//! The preprocessing stage: ingest events in, on its own thread, → motion (realignment, FD),
+//! masks, rolling z-scores → trial samples out, as one typed stream of `PreprocessEvent`s. The
+//! live session (`crate::session`) and calibration (`PreprocessStage::offline`) both use it, so
+//! training samples are made by the same code as live ones. It is not the decoder and writes
+//! nothing: what happens to its events is the session's and the sinks' business.
 //!
 //! Every volume is preprocessed, in order (the rolling statistics must see each one); nothing
 //! is dropped before this stage. A late volume (arriving after its slot was declared missing)
@@ -23,12 +25,11 @@ use crate::ingest::{
 use crate::preprocess::masks::{MaskError, Masks};
 use crate::preprocess::realign::{framewise_displacement, Realigner};
 use crate::preprocess::slices::{roi_labels, slice_point, OrthoSlices, VolumeSlices};
-use crate::preprocess::trials::{read_events, Sample, TrialAssembler, TrialError};
+use crate::preprocess::trials::{read_events, Marker, Sample, TrialAssembler, TrialError};
 use crate::preprocess::zscore::{RollingZ, ZMode};
-use crate::sink::feedback::Marker;
 
 #[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
+pub enum PreprocessError {
     #[error(transparent)]
     Ingest(#[from] StartError),
     #[error("preprocess.events: {0}")]
@@ -44,6 +45,7 @@ pub enum PipelineError {
 /// What preprocessing made of one volume.
 #[derive(Debug, Clone, Serialize)]
 pub struct VolumeReport {
+    /// The scanner's acquisition index.
     pub index: u32,
     pub path: PathBuf,
     pub dims: [usize; 3],
@@ -59,6 +61,9 @@ pub struct VolumeReport {
     pub seen_ns: u64,
     pub read_ns: u64,
     pub preprocessed_ns: u64,
+    /// Ingest events waiting for this stage when the volume was done (a backlog means
+    /// preprocessing is not keeping up with the scanner).
+    pub queued: usize,
     /// Orthogonal planes of the (realigned) volume, and of the ROI labels, for the window.
     #[serde(skip)]
     pub slices: Option<VolumeSlices>,
@@ -72,6 +77,7 @@ pub struct SampleReport {
     pub onset_s: f64,
     pub trial_type: String,
     pub stimulus: Option<String>,
+    /// The scanner's acquisition indices of the volumes averaged.
     pub volumes: Vec<u32>,
     pub missing: u32,
     pub detail_voxels: usize,
@@ -85,7 +91,7 @@ pub struct SampleReport {
 }
 
 #[derive(Debug, Clone)]
-pub enum PipelineEvent {
+pub enum PreprocessEvent {
     /// A volume through preprocessing.
     Volume(VolumeReport),
     /// A dummy scan, left out.
@@ -104,22 +110,22 @@ pub enum PipelineEvent {
     },
 }
 
-pub struct Pipeline {
-    events: Receiver<PipelineEvent>,
+pub struct PreprocessStage {
+    events: Receiver<PreprocessEvent>,
     ingest_stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Pipeline {
+impl PreprocessStage {
     /// Starts ingest and preprocessing; `markers` are live trial onsets (the feedback server's).
     pub fn start(
         config: &SessionConfig,
         markers: Option<Receiver<Marker>>,
-    ) -> Result<Pipeline, PipelineError> {
+    ) -> Result<PreprocessStage, PreprocessError> {
         let ingest = Ingest::start(config)?;
         let events = ingest.events().clone();
         let stop = ingest.stop_flag();
-        Pipeline::with_source(config, markers, events, stop, Box::new(ingest))
+        PreprocessStage::with_source(config, markers, events, stop, Box::new(ingest))
     }
 
     /// Preprocesses a recorded 4-D run through the same stage as the live path (motion, masks,
@@ -128,9 +134,9 @@ impl Pipeline {
     pub fn offline(
         config: &SessionConfig,
         run: &std::path::Path,
-    ) -> Result<Pipeline, PipelineError> {
+    ) -> Result<PreprocessStage, PreprocessError> {
         let mut reader =
-            RunReader::open(run, config.ingest.max_voxels).map_err(PipelineError::Run)?;
+            RunReader::open(run, config.ingest.max_voxels).map_err(PreprocessError::Run)?;
         let (tx, rx) = bounded(4);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop_reader = stop.clone();
@@ -189,8 +195,8 @@ impl Pipeline {
                     at_ns: now_ns(),
                 });
             })
-            .map_err(PipelineError::Thread)?;
-        Pipeline::with_source(config, None, rx, stop, Box::new(reader_thread))
+            .map_err(PreprocessError::Thread)?;
+        PreprocessStage::with_source(config, None, rx, stop, Box::new(reader_thread))
     }
 
     /// The preprocessing thread on any stream of ingest events; `source` is kept alive (and
@@ -201,7 +207,7 @@ impl Pipeline {
         events: Receiver<IngestEvent>,
         ingest_stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
         source: Box<dyn Send>,
-    ) -> Result<Pipeline, PipelineError> {
+    ) -> Result<PreprocessStage, PreprocessError> {
         let trials = match &config.preprocess.events {
             Some(path) => read_events(path)?,
             None => Vec::new(),
@@ -224,15 +230,15 @@ impl Pipeline {
                 stage.run(&events);
                 drop(source);
             })
-            .map_err(PipelineError::Thread)?;
-        Ok(Pipeline {
+            .map_err(PreprocessError::Thread)?;
+        Ok(PreprocessStage {
             events: rx,
             ingest_stop,
             thread: Some(thread),
         })
     }
 
-    pub fn events(&self) -> &Receiver<PipelineEvent> {
+    pub fn events(&self) -> &Receiver<PreprocessEvent> {
         &self.events
     }
 
@@ -242,7 +248,7 @@ impl Pipeline {
     }
 }
 
-impl Drop for Pipeline {
+impl Drop for PreprocessStage {
     fn drop(&mut self) {
         self.ingest_stop
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -269,7 +275,7 @@ struct Buffers {
 
 struct Preprocess {
     config: SessionConfig,
-    out: Sender<PipelineEvent>,
+    out: Sender<PreprocessEvent>,
     assembler: TrialAssembler,
     reference: Option<Vec<f32>>,
     realigner: Option<Realigner>,
@@ -292,7 +298,7 @@ impl Preprocess {
         config: SessionConfig,
         trials: Vec<crate::preprocess::trials::Trial>,
         reference: Option<Vec<f32>>,
-        out: Sender<PipelineEvent>,
+        out: Sender<PreprocessEvent>,
         markers: Receiver<Marker>,
     ) -> Preprocess {
         let p = &config.preprocess;
@@ -306,7 +312,8 @@ impl Preprocess {
             TrialAssembler::continuous(tr, window)
         } else {
             TrialAssembler::new(tr, window, trials)
-        };
+        }
+        .with_first_index(config.session.first_index);
         Preprocess {
             assembler,
             reference,
@@ -327,7 +334,7 @@ impl Preprocess {
         }
     }
 
-    fn send(&mut self, event: PipelineEvent) -> bool {
+    fn send(&mut self, event: PreprocessEvent) -> bool {
         self.out.send(event).is_ok()
     }
 
@@ -351,9 +358,9 @@ impl Preprocess {
                 IngestEvent::Volume(v) => {
                     let k = v.index.saturating_sub(first);
                     if k < self.config.preprocess.dummy_scans {
-                        self.send(PipelineEvent::Dummy { index: v.index })
+                        self.send(PreprocessEvent::Dummy { index: v.index })
                     } else {
-                        self.volume(v, k)
+                        self.volume(v, k, events.len())
                     }
                 }
                 IngestEvent::Missing { index, .. }
@@ -363,7 +370,7 @@ impl Preprocess {
                     let k = index.saturating_sub(first);
                     let sizes = self.mask_sizes();
                     let samples = self.assembler.missing_volume(k, sizes.0, sizes.1);
-                    self.send(PipelineEvent::Ingest(event)) && self.send_samples(samples)
+                    self.send(PreprocessEvent::Ingest(event)) && self.send_samples(samples)
                 }
                 IngestEvent::RunEnded { counts, .. } => {
                     let samples = self.assembler.finish();
@@ -371,7 +378,7 @@ impl Preprocess {
                     let guarded = self.z_detail.as_ref().map_or(0, |z| z.guarded)
                         + self.z_semantic.as_ref().map_or(0, |z| z.guarded);
                     let samples = self.samples;
-                    self.send(PipelineEvent::Ended {
+                    self.send(PreprocessEvent::Ended {
                         ingest: counts,
                         samples,
                         guarded_scores: guarded,
@@ -380,9 +387,9 @@ impl Preprocess {
                 }
                 IngestEvent::Late(v) => {
                     self.absorb_late(&v);
-                    self.send(PipelineEvent::Ingest(IngestEvent::Late(v)))
+                    self.send(PreprocessEvent::Ingest(IngestEvent::Late(v)))
                 }
-                other => self.send(PipelineEvent::Ingest(other)),
+                other => self.send(PreprocessEvent::Ingest(other)),
             };
             if !keep_going {
                 return;
@@ -449,7 +456,7 @@ impl Preprocess {
                 sample_ns: now_ns(),
                 sample,
             };
-            if !self.send(PipelineEvent::Sample(report)) {
+            if !self.send(PreprocessEvent::Sample(report)) {
                 return false;
             }
         }
@@ -496,15 +503,15 @@ impl Preprocess {
         Ok(())
     }
 
-    fn volume(&mut self, v: Volume, k: u32) -> bool {
+    fn volume(&mut self, v: Volume, k: u32, queued: usize) -> bool {
         if self.failed {
-            return self.send(PipelineEvent::Ingest(IngestEvent::Volume(v)));
+            return self.send(PreprocessEvent::Ingest(IngestEvent::Volume(v)));
         }
         if !self.initialised {
             self.initialised = true;
             if let Err(message) = self.initialise(&v) {
                 self.failed = true;
-                return self.send(PipelineEvent::Error(message));
+                return self.send(PreprocessEvent::Error(message));
             }
         }
         let Buffers {
@@ -533,7 +540,7 @@ impl Preprocess {
                 }
                 Err(e) => {
                     let message = format!("{}: {e}", v.path.display());
-                    return self.send(PipelineEvent::Error(message));
+                    return self.send(PreprocessEvent::Error(message));
                 }
             }
         }
@@ -567,10 +574,11 @@ impl Preprocess {
             seen_ns: v.seen_ns,
             read_ns: v.read_ns,
             preprocessed_ns: now_ns(),
+            queued,
             slices,
             roi_slices: self.roi_slices.clone(),
         };
-        self.send(PipelineEvent::Volume(report)) && self.send_samples(samples)
+        self.send(PreprocessEvent::Volume(report)) && self.send_samples(samples)
     }
 }
 

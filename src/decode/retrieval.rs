@@ -55,6 +55,18 @@ pub fn embed_image_files(
         .map_err(|e| err(paths.first().map_or(Path::new(""), PathBuf::as_path), e))
 }
 
+/// Shown by its folder and size (its embeddings and thumbnails are too long to print).
+impl std::fmt::Debug for Gallery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Gallery({}, {} images)",
+            self.dir.display(),
+            self.names.len()
+        )
+    }
+}
+
 pub struct Gallery {
     pub dir: PathBuf,
     /// File names, sorted.
