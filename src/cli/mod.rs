@@ -3,6 +3,8 @@
 
 pub mod calibrate;
 pub mod demo;
+pub mod replay;
 pub mod run;
+pub mod simulate;
 pub mod train;
 pub mod window;
