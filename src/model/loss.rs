@@ -20,7 +20,7 @@ pub fn cosine_matrix<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 
 }
 
 /// Symmetric InfoNCE: row i of `a` should pick row i of `b` among all rows and vice versa.
-/// `scale` is the logit multiplier (CLIP's `exp(logit_scale)`), shape [1].
+/// `scale` is the logit multiplier (CLIP's `exp(logit_scale)`), shape `[1]`.
 pub fn info_nce<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>, scale: Tensor<B, 1>) -> Tensor<B, 1> {
     let n = a.dims()[0];
     let device = a.device();

@@ -109,7 +109,7 @@ pub struct CalibrateConfig {
     pub subject: String,
     /// A Hugging Face CLIP folder (real weights or the demo encoder).
     pub encoder: PathBuf,
-    /// A session file for the [preprocess] settings (masks default to the BIDS `anat` dseg).
+    /// A session file for the `[preprocess]` settings (masks default to the BIDS `anat` dseg).
     pub session: Option<PathBuf>,
     /// Output folder (`calibration/<subject>`).
     pub out: PathBuf,

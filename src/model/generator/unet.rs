@@ -280,7 +280,7 @@ impl<B: Backend> UNet<B> {
         h + resize_bilinear(projected, [hh, ww])
     }
 
-    /// Predicts v for noisy images `x` [b, 3, s, s] at times `t` [b] in 0..1.
+    /// Predicts v for noisy images `x` `[b, 3, s, s]` at times `t` `[b]` in 0..1.
     pub fn forward(&self, x: Tensor<B, 4>, t: Tensor<B, 1>, cond: &Condition<B>) -> Tensor<B, 4> {
         let emb = self.time2.forward(silu(
             self.time1.forward(timestep_embedding(t, self.embed_dim)),
