@@ -5,9 +5,9 @@
 
 use std::time::Instant;
 
+use brainmclip::geometry::apply_motion;
 use brainmclip::preprocess::realign::Realigner;
 use brainmclip::preprocess::zscore::{RollingZ, ZMode};
-use brainmclip::sim::motion::apply_motion;
 use brainmclip::sim::subject::{Grid, Subject, SubjectParams};
 
 fn median(mut v: Vec<f64>) -> f64 {

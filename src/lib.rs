@@ -14,6 +14,7 @@ pub mod config;
 pub mod decode;
 pub mod demo;
 pub mod features;
+pub mod geometry;
 pub mod ingest;
 pub mod inspect;
 pub mod metrics;

@@ -8,10 +8,12 @@ mod common;
 use burn::backend::flex::FlexDevice;
 use burn::backend::Flex;
 
+use brainmclip::model::conditioner::Conditioner;
+use brainmclip::model::generator::files::load_generator;
 use brainmclip::model::generator::schedule::{sample, SamplerSettings};
 use brainmclip::train::encoder::heldout_stimuli;
 use brainmclip::train::generator::{
-    load_generator, train_generator, Conditioner, GeneratorJob, GeneratorTrainConfig,
+    condition, train_generator, GeneratorJob, GeneratorTrainConfig,
 };
 use brainmclip::train::generator_eval::evaluate_generator;
 
@@ -24,7 +26,7 @@ fn fixed_batch_loss(dir: &std::path::Path, encoder: &std::path::Path) -> f32 {
     let (info, model) = load_generator::<Flex>(dir, &FlexDevice).unwrap();
     let conditioner = Conditioner::load(encoder).unwrap();
     let stimuli = heldout_stimuli(21, 12);
-    let cond = conditioner.condition(&stimuli).unwrap();
+    let cond = condition(&conditioner, &stimuli).unwrap();
     let size = info.generator.image_size;
     let x0 = image_tensor::<Flex>(&stimuli, size, &FlexDevice);
     let times: Vec<f64> = (0..12).map(|i| (i as f64 + 0.5) / 12.0).collect();
@@ -102,7 +104,7 @@ fn training_lowers_the_loss_resumes_exactly_and_samples_reproducibly() {
     let (info, model) = load_generator::<Flex>(whole.path(), &FlexDevice).unwrap();
     assert_eq!(info.generator.image_size, 16);
     let conditioner = Conditioner::load(enc.path()).unwrap();
-    let cond = conditioner.condition(&heldout_stimuli(5, 2)).unwrap();
+    let cond = condition(&conditioner, &heldout_stimuli(5, 2)).unwrap();
     let draw = |seed| {
         let settings = SamplerSettings {
             steps: 4,

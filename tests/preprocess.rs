@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
+use brainmclip::geometry::{rotation, MotionParams};
 use brainmclip::ingest::{read_volume_file, RunReader};
 use brainmclip::preprocess::masks::Masks;
 use brainmclip::preprocess::realign::Realigner;
 use brainmclip::preprocess::trials::{read_events, TrialAssembler};
 use brainmclip::preprocess::zscore::{RollingZ, ZMode};
-use brainmclip::sim::motion::{rotation, MotionParams};
 use brainmclip::sim::{simulate, SimConfig};
 
 fn read_run(path: &Path) -> Vec<Vec<f32>> {

@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use brainmclip::geometry::rotation;
 use brainmclip::preprocess::stage::{PreprocessEvent, PreprocessStage};
-use brainmclip::sim::motion::rotation;
 
 fn relative(p: &[f32; 6], reference: &[f32; 6]) -> [f32; 6] {
     let (r, r0) = (rotation(p), rotation(reference));

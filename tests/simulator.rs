@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use brainmclip::geometry::rotation;
 use brainmclip::ingest::RunReader;
-use brainmclip::sim::motion::rotation;
 use brainmclip::sim::stimuli::render;
 use brainmclip::sim::{session_stimuli, simulate, SimConfig};
 

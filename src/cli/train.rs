@@ -146,9 +146,9 @@ pub struct TrainGeneratorArgs {
 }
 
 pub fn train_generator_cmd(args: TrainGeneratorArgs) -> Result<()> {
-    use brainmclip::train::generator::{
-        load_generator, train_generator, Conditioner, GeneratorJob, GeneratorTrainConfig,
-    };
+    use brainmclip::model::conditioner::Conditioner;
+    use brainmclip::model::generator::files::load_generator;
+    use brainmclip::train::generator::{train_generator, GeneratorJob, GeneratorTrainConfig};
     let mut config: GeneratorTrainConfig =
         settings_file(args.config.as_deref(), "a generator training config")?;
     if let Some(s) = args.steps {

@@ -190,7 +190,7 @@ pub fn image_target(encoder: &Path, path: &Path) -> Result<Vec<f32>, DecodeError
         path: p.to_owned(),
         message: m,
     };
-    let conditioner = crate::train::generator::Conditioner::load(encoder)
+    let conditioner = crate::model::conditioner::Conditioner::load(encoder)
         .map_err(|e| err(encoder, e.to_string()))?;
     super::retrieval::embed_image_files(&conditioner, &[path.to_owned()])
         .map_err(|e| err(path, e.to_string()))?

@@ -17,9 +17,9 @@ use serde::Serialize;
 use super::decoder::{DecodeError, DecodedTrial};
 use crate::clock::now_ns;
 use crate::config::DecodeConfig;
+use crate::model::generator::files::{load_generator, GeneratorInfo};
 use crate::model::generator::schedule::{sample, SamplerSettings};
 use crate::model::generator::{Condition, UNet};
-use crate::train::generator::{load_generator, GeneratorInfo};
 
 /// One generated image.
 #[derive(Debug, Clone, Serialize)]

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::metrics::cosine;
-use crate::train::generator::Conditioner;
+use crate::model::conditioner::{embed_images, Conditioner};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RetrievalError {
@@ -51,7 +51,7 @@ pub fn embed_image_files(
         let (rgb, _, _) = read_rgb8(path, Some(size as u32))?;
         batch.push(rgb.iter().map(|&v| v as f32 / 255.0).collect::<Vec<f32>>());
     }
-    crate::train::generator_eval::embed_images(conditioner, &batch, size)
+    embed_images(conditioner, &batch, size)
         .map_err(|e| err(paths.first().map_or(Path::new(""), PathBuf::as_path), e))
 }
 

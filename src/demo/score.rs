@@ -13,8 +13,7 @@ use super::{Collected, DemoError, PreparedDemo, DEMO_SEED};
 use crate::metrics::{
     bootstrap, grain, greyscale, pixcorr, ssim, two_way_identification, Estimate,
 };
-use crate::train::generator::Conditioner;
-use crate::train::generator_eval::embed_images;
+use crate::model::conditioner::{embed_images, Conditioner};
 
 fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
     let last = sorted.len().checked_sub(1)?;

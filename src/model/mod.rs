@@ -1,9 +1,11 @@
-//! Models: CLIP (both towers, Hugging Face weights in and out), the BrainMCLIP projector and
-//! the losses that train them.
+//! Models: CLIP (both towers, Hugging Face weights in and out), the conditioner (an encoder's
+//! features for the generator), the BrainMCLIP projector, the generator and its files, the
+//! losses that train them, device choice. Nothing here imports `train/` or `sim/`.
 
 pub mod calibration;
 pub mod clip;
 pub mod clip_text;
+pub mod conditioner;
 pub mod device;
 pub mod generator;
 pub mod load;

@@ -1,13 +1,14 @@
 //! Rigid-body realignment: the six parameters that bring a volume back onto a reference, by
 //! Gauss-Newton least squares, first on 2x-downsampled images and then at full resolution, with
-//! trilinear resampling; and Power's framewise displacement between consecutive estimates.
+//! trilinear resampling (the transforms, resampling and framewise displacement are in
+//! `crate::geometry`).
 //!
 //! The Jacobian is built once from the reference's gradients (as SPM's realignment does), so each
-//! volume costs only a few resamplings. Parameters follow `sim::motion`'s convention: for a head
+//! volume costs only a few resamplings. Parameters follow `crate::geometry`'s convention (the simulator's too): for a head
 //! that moved by (R, t), the estimate is (R, t) relative to the reference, so simulated ground
 //! truth can be compared directly.
 
-use crate::sim::motion::{resample_rigid, rotation, trilinear, MotionParams};
+use crate::geometry::{resample_rigid, rotation, trilinear, MotionParams};
 
 /// A reference prepared for realignment at one resolution.
 struct Level {
@@ -256,13 +257,10 @@ impl Realigner {
     }
 }
 
-/// Power et al. (2012) framewise displacement between two parameter sets, 50 mm head radius.
-pub use crate::sim::motion::framewise_displacement;
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::motion::apply_motion;
+    use crate::geometry::apply_motion;
     use crate::sim::subject::{Grid, Subject, SubjectParams};
     use rand::SeedableRng;
     use rand_distr::{Distribution, Normal};

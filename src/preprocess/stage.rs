@@ -18,12 +18,13 @@ use serde::Serialize;
 
 use crate::clock::now_ns;
 use crate::config::{MotionMode, SessionConfig, ZScoreMode};
+use crate::geometry::framewise_displacement;
 use crate::ingest::{
     read_volume_file, EndReason, Ingest, IngestCounts, IngestEvent, ReadError, RunReader,
     StartError, Volume,
 };
 use crate::preprocess::masks::{MaskError, Masks};
-use crate::preprocess::realign::{framewise_displacement, Realigner};
+use crate::preprocess::realign::Realigner;
 use crate::preprocess::slices::{roi_labels, slice_point, OrthoSlices, VolumeSlices};
 use crate::preprocess::trials::{read_events, Marker, Sample, TrialAssembler, TrialError};
 use crate::preprocess::zscore::{RollingZ, ZMode};

@@ -412,6 +412,10 @@ impl Hub {
                 }
             }
         }
+        // Problems the sinks reported meanwhile go in the log before its last record.
+        for p in problems.try_iter() {
+            self.error(&format!("sink {}", p.sink), p.message);
+        }
         self.summary.at_ns = now_ns();
         let summary = self.summary.clone();
         self.emit(SessionEvent::Ended(summary.clone()));

@@ -22,8 +22,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
 use super::design::RunDesign;
-use super::motion::{apply_motion, random_motion, MotionParams};
+use super::motion::random_motion;
 use super::subject::{Subject, Tissue};
+use crate::geometry::{apply_motion, MotionParams};
 
 /// Time step of the HRF table, seconds.
 const HRF_DT: f64 = 0.05;

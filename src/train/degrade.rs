@@ -17,8 +17,9 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::Serialize;
 
 use super::encoder::training_stimuli;
-use super::generator::{Conditioner, GeneratorError};
+use super::generator::GeneratorError;
 use crate::model::calibration::column_stats;
+use crate::model::conditioner::Conditioner;
 use crate::model::generator::Condition;
 
 /// Stimuli behind the reference statistics (drawn from a stream of their own).
@@ -40,7 +41,7 @@ impl FeatureStats {
         let stimuli = training_stimuli(REFERENCE_SEED, 0, REFERENCE_IMAGES);
         let (mut tokens, mut semantic) = (Vec::new(), Vec::new());
         for chunk in stimuli.chunks(32) {
-            let c = conditioner.condition(chunk)?;
+            let c = super::generator::condition(conditioner, chunk)?;
             tokens.extend(rows(c.tokens));
             semantic.extend(rows(c.semantic));
         }

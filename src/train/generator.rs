@@ -15,7 +15,7 @@ use burn::backend::Flex;
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
-use burn::record::{FullPrecisionSettings, HalfPrecisionSettings, NamedMpkFileRecorder};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::AutodiffBackend;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -24,10 +24,12 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint;
 use super::degrade::{degrade, random_degradation, Degradation, FeatureStats};
 use super::encoder::{pixels_tensor, training_stimuli};
-use crate::model::clip::ClipVision;
+use crate::model::conditioner::{Conditioner, ConditionerError};
+use crate::model::generator::files::{
+    load_generator, save_generator, GeneratorFileError, GeneratorInfo,
+};
 use crate::model::generator::schedule::{scales, seeded_noise};
-use crate::model::generator::{Condition, GeneratorConfig, UNet};
-use crate::model::load::load_clip_vision;
+use crate::model::generator::{Condition, UNet};
 use crate::model::targets::targets;
 use crate::sim::stimuli::{render, Stimulus};
 
@@ -35,6 +37,10 @@ type Optim<B> = burn::optim::adaptor::OptimizerAdaptor<burn::optim::AdamW, UNet<
 
 #[derive(Debug, thiserror::Error)]
 pub enum GeneratorError {
+    #[error(transparent)]
+    Conditioner(#[from] ConditionerError),
+    #[error(transparent)]
+    Files(#[from] GeneratorFileError),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("{0}")]
@@ -95,78 +101,22 @@ impl Default for GeneratorTrainConfig {
     }
 }
 
-/// `generator.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GeneratorInfo {
-    pub generator: GeneratorConfig,
-    pub encoder: String,
-    pub detail_layers: (usize, usize),
-    pub train: GeneratorTrainConfig,
-    /// The generator whose weights training started from (fine-tuning), if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub init: Option<String>,
-}
-
-/// The encoder the generator is conditioned on, and its detail layers.
-pub struct Conditioner {
-    pub vision: ClipVision<Flex>,
-    pub image_size: usize,
-    pub layers: (usize, usize),
-}
-
-impl Conditioner {
-    pub fn load(dir: &Path) -> Result<Conditioner, GeneratorError> {
-        let loaded = load_clip_vision::<Flex>(dir, &FlexDevice).map_err(|e| file_err(dir, e))?;
-        let path = dir.join("config.json");
-        let json: serde_json::Value = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .ok_or_else(|| file_err(&path, "cannot read"))?;
-        let blocks = loaded.config.num_hidden_layers;
-        let layers =
-            crate::model::load::detail_layers_of(&json).unwrap_or((11.min(blocks), 20.min(blocks)));
-        Ok(Conditioner {
-            image_size: loaded.config.image_size,
-            vision: loaded.model,
-            layers,
-        })
-    }
-
-    /// The encoder's features of `stimuli` (CLIP units).
-    pub fn condition(&self, stimuli: &[Stimulus]) -> Result<Condition<Flex>, GeneratorError> {
-        let t = targets(
-            &self.vision,
-            pixels_tensor::<Flex>(stimuli, self.image_size, &FlexDevice),
-            self.layers.0,
-            self.layers.1,
-        )
-        .map_err(|e| GeneratorError::Invalid(e.to_string()))?;
-        Ok(Condition {
-            tokens: t.detail,
-            semantic: t.semantic,
-        })
-    }
-
-    pub fn config_for(&self, image_size: usize) -> GeneratorConfig {
-        let c = &self
-            .vision
-            .vision_model
-            .embeddings
-            .position_embedding
-            .weight
-            .dims();
-        let width = c[1];
-        let grid = ((c[0] - 1) as f64).sqrt().round() as usize;
-        let dim = self
-            .vision
-            .visual_projection
-            .as_ref()
-            .map_or(width, |p| p.weight.dims()[1]);
-        GeneratorConfig {
-            image_size,
-            ..GeneratorConfig::demo(width, grid, dim)
-        }
-    }
+/// The encoder's features of `stimuli` (CLIP units), to condition the generator on.
+pub fn condition(
+    conditioner: &Conditioner,
+    stimuli: &[Stimulus],
+) -> Result<Condition<Flex>, GeneratorError> {
+    let t = targets(
+        &conditioner.vision,
+        pixels_tensor::<Flex>(stimuli, conditioner.image_size, &FlexDevice),
+        conditioner.layers.0,
+        conditioner.layers.1,
+    )
+    .map_err(|e| GeneratorError::Invalid(e.to_string()))?;
+    Ok(Condition {
+        tokens: t.detail,
+        semantic: t.semantic,
+    })
 }
 
 /// Images in -1..1 as [b, 3, s, s].
@@ -279,7 +229,7 @@ fn train_generator_on<B: AutodiffBackend>(
         generator: conditioner.config_for(config.image_size),
         encoder: job.encoder.display().to_string(),
         detail_layers: conditioner.layers,
-        train: config.clone(),
+        train: serde_json::to_value(config).map_err(|e| GeneratorError::Invalid(e.to_string()))?,
         init: job.init.as_ref().map(|p| p.display().to_string()),
     };
     // Drawn (or loaded) on the CPU so that every device starts from the same weights.
@@ -365,7 +315,7 @@ fn train_generator_on<B: AutodiffBackend>(
             config.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ step as u64,
         );
         let stimuli = training_stimuli(config.seed.wrapping_add(1_000_003), step, config.batch);
-        let cond = augment(conditioner.condition(&stimuli)?, &stats, config, &mut rng);
+        let cond = augment(condition(&conditioner, &stimuli)?, &stats, config, &mut rng);
         let cond = Condition {
             tokens: to_device::<B, 3>(cond.tokens, device),
             semantic: to_device::<B, 2>(cond.semantic, device),
@@ -435,39 +385,4 @@ fn train_generator_on<B: AutodiffBackend>(
         seconds_per_step,
         parameters,
     })
-}
-
-pub fn save_generator<B: Backend>(
-    dir: &Path,
-    info: &GeneratorInfo,
-    model: &UNet<B>,
-) -> Result<(), GeneratorError> {
-    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
-    let json = dir.join("generator.json");
-    let text = serde_json::to_string_pretty(info).map_err(|e| file_err(&json, e))?;
-    crate::atomic::write_atomic(&json, text.as_bytes()).map_err(|e| file_err(&json, e))?;
-    let _ = std::fs::remove_file(dir.join("generator.mpk"));
-    let half = NamedMpkFileRecorder::<HalfPrecisionSettings>::new();
-    model
-        .clone()
-        .save_file(dir.join("generator"), &half)
-        .map_err(|e| file_err(&dir.join("generator.mpk"), e))
-}
-
-/// A trained generator and its provenance.
-pub fn load_generator<B: Backend>(
-    dir: &Path,
-    device: &B::Device,
-) -> Result<(GeneratorInfo, UNet<B>), GeneratorError> {
-    let json = dir.join("generator.json");
-    let text = std::fs::read_to_string(&json).map_err(|e| file_err(&json, e))?;
-    let info: GeneratorInfo = serde_json::from_str(&text)
-        .map_err(|e| file_err(&json, format!("not a generator config: {e}")))?;
-    let half = NamedMpkFileRecorder::<HalfPrecisionSettings>::new();
-    let model = info
-        .generator
-        .init::<B>(device)
-        .load_file(dir.join("generator"), &half, device)
-        .map_err(|e| file_err(&dir.join("generator.mpk"), e))?;
-    Ok((info, model))
 }

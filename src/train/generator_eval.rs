@@ -12,13 +12,13 @@ use serde::Serialize;
 
 use super::degrade::{degrade, Degradation, FeatureStats};
 use super::encoder::heldout_stimuli;
-use super::generator::{image_tensor, Conditioner, GeneratorError};
+use super::generator::{image_tensor, GeneratorError};
 use crate::metrics::{
     bootstrap, grain, greyscale, pixcorr, ssim, two_way_identification, Estimate,
 };
+use crate::model::conditioner::{embed_images, Conditioner};
 use crate::model::generator::schedule::{sample, SamplerSettings};
 use crate::model::generator::UNet;
-use crate::model::preprocess::ImageProcessor;
 use crate::sim::stimuli::Stimulus;
 
 #[derive(Debug, Clone, Serialize)]
@@ -79,33 +79,6 @@ pub fn to_rgb(images: Tensor<Flex, 4>) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// The encoder's image embedding of RGB images (0..1, `size`×`size`), through 8-bit PNG values
-/// and CLIP preprocessing, as for any image.
-pub fn embed_images(
-    conditioner: &Conditioner,
-    images: &[Vec<f32>],
-    size: usize,
-) -> Result<Vec<Vec<f32>>, GeneratorError> {
-    let processor = ImageProcessor::clip(conditioner.image_size);
-    let mut data = Vec::new();
-    for img in images {
-        let bytes: Vec<u8> = img.iter().map(|v| (v * 255.0).round() as u8).collect();
-        let rgb = image::RgbImage::from_raw(size as u32, size as u32, bytes)
-            .ok_or_else(|| GeneratorError::Invalid("image size".into()))?;
-        data.extend(processor.process(&rgb));
-    }
-    let s = conditioner.image_size;
-    let x =
-        Tensor::<Flex, 4>::from_data(TensorData::new(data, [images.len(), 3, s, s]), &FlexDevice);
-    let out = conditioner.vision.forward(x, false);
-    let e = out
-        .image_embeds
-        .ok_or_else(|| GeneratorError::Invalid("the encoder has no projection".into()))?;
-    let d = e.dims()[1];
-    let v: Vec<f32> = e.into_data().to_vec().unwrap_or_default();
-    Ok(v.chunks(d).map(<[f32]>::to_vec).collect())
-}
-
 /// Mean grain of RGB images.
 pub fn mean_grain(images: &[Vec<f32>], size: usize) -> f64 {
     images
@@ -161,7 +134,7 @@ pub fn evaluate_generator(
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let mut generated = [Vec::new(), Vec::new(), Vec::new()];
     for chunk in stimuli.chunks(25) {
-        let cond = conditioner.condition(chunk)?;
+        let cond = super::generator::condition(conditioner, chunk)?;
         let degraded = degrade(
             cond.clone(),
             &stats,

@@ -4,8 +4,10 @@
 //! a cosine schedule, v-prediction and DDIM in a handful of steps (`schedule.rs`).
 //!
 //! The UNet works on pixel-unshuffled images (`unshuffle` 2: a 64×64×3 image is a 32×32×12
-//! tensor), which keeps full-resolution output at a quarter of the convolution cost.
+//! tensor), which keeps full-resolution output at a quarter of the convolution cost. A trained
+//! one is read and written by `files.rs`.
 
+pub mod files;
 pub mod schedule;
 pub mod unet;
 
