@@ -66,7 +66,7 @@ enum Command {
     /// The bundled synthetic session through the whole pipeline with the shipped models.
     Demo(cli::demo::DemoArgs),
     /// Train the few-step diffusion decoder on simulator images and the encoder's features.
-    TrainGenerator(cli::train::TrainGeneratorArgs),
+    TrainGenerator(cli::train_generator::TrainGeneratorArgs),
     /// Train a subject's projector from BIDS runs, stimuli and an encoder; score it on test runs.
     Calibrate(cli::calibrate::CalibrateArgs),
     /// Score calibrations on their held-out test trials, side by side.
@@ -103,7 +103,7 @@ fn main() -> Result<()> {
         Command::Simulate(args) => cli::simulate::simulate_cmd(args)?,
         Command::TrainEncoder(args) => cli::train::train_encoder_cmd(args)?,
         Command::Demo(args) => cli::demo::demo_cmd(args)?,
-        Command::TrainGenerator(args) => cli::train::train_generator_cmd(args)?,
+        Command::TrainGenerator(args) => cli::train_generator::train_generator_cmd(args)?,
         Command::Calibrate(args) => cli::calibrate::calibrate_cmd(args)?,
         Command::Eval(args) => cli::calibrate::eval_cmd(args)?,
         Command::Features {

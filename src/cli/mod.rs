@@ -7,4 +7,5 @@ pub mod replay;
 pub mod run;
 pub mod simulate;
 pub mod train;
+pub mod train_generator;
 pub mod window;
