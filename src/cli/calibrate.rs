@@ -31,6 +31,9 @@ pub struct CalibrateArgs {
     /// Override `device`: auto (a CUDA GPU when usable), cpu or cuda.
     #[arg(long, value_enum)]
     device: Option<brainmclip::model::device::DeviceChoice>,
+    /// Only redraw `loss.png` from the `report.json` already in the output folder.
+    #[arg(long)]
+    plot_only: bool,
 }
 
 fn load(
@@ -63,6 +66,11 @@ fn print_decoding(name: &str, r: &DecodingReport) {
 
 pub fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
     let mut config = load(&args.config, args.targets, args.out)?;
+    if args.plot_only {
+        let png = brainmclip::train::calibrate_run::replot(&config.out)?;
+        println!("wrote {}", png.display());
+        return Ok(());
+    }
     if let Some(e) = args.epochs {
         config.train.epochs = e;
     }

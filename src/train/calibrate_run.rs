@@ -3,6 +3,9 @@
 //! written (`model/calibration.rs`), then scored on the held-out test trials (`evaluate.rs`)
 //! into `report.json` with the loss curves in `loss.png`.
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
 use burn::backend::Flex;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -13,7 +16,8 @@ use super::calibrate::{
     collect_responses, file_err, stimulus_features, CalibrateConfig, CalibrateError, Response,
 };
 use super::evaluate::{evaluate_decoding, single_object_positions, DecodingReport};
-use super::projector_train::{train_projector, DataShape, Dataset, TrainReport};
+use super::plot::{plot_lines, Chart, Series};
+use super::projector_train::{train_projector, DataShape, Dataset, EpochLog, TrainReport};
 use crate::features::FeatureSet;
 use crate::model::calibration::{
     column_stats, standardise, Calibration, CalibrationInfo, Normalisation,
@@ -206,11 +210,50 @@ pub fn run_calibration(
     let path = config.out.join("report.json");
     let text = serde_json::to_string_pretty(&report).map_err(|e| file_err(&path, e))?;
     crate::atomic::write_atomic(&path, text.as_bytes()).map_err(|e| file_err(&path, e))?;
-    let curves = vec![
-        report.training.log.iter().map(|l| l.train).collect(),
-        report.training.log.iter().map(|l| l.validation).collect(),
-    ];
-    let png = config.out.join("loss.png");
-    super::plot::plot_series(&png, &curves, true).map_err(|m| file_err(&png, m))?;
+    plot_losses(&report.training.log, &config.out.join("loss.png"))?;
     Ok(report)
+}
+
+/// `loss.png`: the weighted training loss, the two streams' early-stopping scores and every
+/// unweighted validation term, per epoch, on a log axis.
+pub fn plot_losses(log: &[EpochLog], png: &Path) -> Result<(), CalibrateError> {
+    let series = |name: &str, value: &dyn Fn(&EpochLog) -> f64| Series {
+        name: name.to_string(),
+        points: log.iter().map(value).collect(),
+    };
+    let terms: BTreeSet<&String> = log.iter().flat_map(|l| l.terms.keys()).collect();
+    let mut curves = vec![
+        series("training (weighted total)", &|l| l.train),
+        series("validation, detail stream's score", &|l| l.validation),
+        series("validation, semantic 1 - cosine", &|l| {
+            l.semantic_validation
+        }),
+    ];
+    curves.extend(terms.into_iter().map(|t| {
+        series(&format!("validation term {t}"), &|l| {
+            l.terms.get(t).copied().unwrap_or(f64::NAN)
+        })
+    }));
+    let chart = Chart {
+        title: "Projector training: losses per epoch",
+        x_label: "epoch",
+        y_label: "loss (log scale)",
+        log_y: true,
+    };
+    plot_lines(png, &chart, &curves).map_err(|e| CalibrateError::File {
+        path: e.path,
+        message: e.message,
+    })
+}
+
+/// Redraws `loss.png` from the `report.json` a calibration wrote in `out` (no training).
+pub fn replot(out: &Path) -> Result<PathBuf, CalibrateError> {
+    let path = out.join("report.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
+    let report: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_err(&path, e))?;
+    let log: Vec<EpochLog> = serde_json::from_value(report["training"]["log"].clone())
+        .map_err(|e| file_err(&path, format!("no training log: {e}")))?;
+    let png = out.join("loss.png");
+    plot_losses(&log, &png)?;
+    Ok(png)
 }
