@@ -47,6 +47,8 @@ pub enum DemoError {
     File { path: PathBuf, message: String },
     #[error(transparent)]
     Simulate(#[from] SimError),
+    #[error(transparent)]
+    Speed(#[from] crate::session::SessionError),
 }
 
 #[derive(Debug, Clone)]
@@ -114,11 +116,7 @@ pub fn find_models(o: &DemoOptions) -> Result<(PathBuf, PathBuf, PathBuf), DemoE
 /// test run and builds its session.
 pub fn prepare(o: &DemoOptions) -> Result<PreparedDemo, DemoError> {
     let (calibration, generator, encoder) = find_models(o)?;
-    let replay_speed =
-        ReplaySource::new(PathBuf::new(), &o.speed).map_err(|e| DemoError::File {
-            path: PathBuf::from("--speed"),
-            message: e.to_string(),
-        })?;
+    let speed = ReplaySource::parse_speed(&o.speed)?;
     let sim = SimConfig {
         train_runs: DEMO_TRAIN_RUNS,
         test_runs: DEMO_TEST_RUNS,
@@ -187,10 +185,7 @@ pub fn prepare(o: &DemoOptions) -> Result<PreparedDemo, DemoError> {
     }
     Ok(PreparedDemo {
         config,
-        replay: ReplaySource {
-            path: bold,
-            speed: replay_speed.speed,
-        },
+        replay: ReplaySource { path: bold, speed },
         bids,
         encoder,
         run,

@@ -87,19 +87,25 @@ pub const MAX_REPLAY_SPEED: f64 = 50.0;
 impl ReplaySource {
     /// `speed` as a user writes it: a positive factor, or "max".
     pub fn new(path: PathBuf, speed: &str) -> Result<ReplaySource, SessionError> {
+        Ok(ReplaySource {
+            path,
+            speed: ReplaySource::parse_speed(speed)?,
+        })
+    }
+
+    /// A speed as a user writes it ("max" or a positive factor) as a factor.
+    pub fn parse_speed(speed: &str) -> Result<f64, SessionError> {
         let factor = match speed {
             "max" => MAX_REPLAY_SPEED,
             other => other
                 .parse::<f64>()
                 .map_err(|_| SessionError::Speed(other.into()))?,
         };
-        if !(factor.is_finite() && factor > 0.0) {
-            return Err(SessionError::Speed(speed.into()));
+        if factor.is_finite() && factor > 0.0 {
+            Ok(factor)
+        } else {
+            Err(SessionError::Speed(speed.into()))
         }
-        Ok(ReplaySource {
-            path,
-            speed: factor,
-        })
     }
 }
 
