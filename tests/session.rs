@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use brainmclip::config::SessionConfig;
 use brainmclip::demo::{DEMO_SEED, DEMO_TEST_RUNS, DEMO_TRAIN_RUNS};
+use brainmclip::event::SessionEvent;
 use brainmclip::ingest::replay::{run_replay, FaultKind, ReplayOptions};
 use brainmclip::ingest::IngestEvent;
-use brainmclip::session::event::SessionEvent;
 use brainmclip::session::{ReplaySource, Session, SessionSpec};
 use brainmclip::sim::design::RunKind;
 use brainmclip::sim::{run_kinds, simulate, simulate_runs, SimConfig};

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use brainmclip::event::SessionCommand;
 use brainmclip::preprocess::slices::{roi_labels, OrthoSlices};
-use brainmclip::session::event::SessionCommand;
 use brainmclip::ui::app::ViewerApp;
 use brainmclip::ui::message::{
     ReconstructionView, Retrieved, Rgb, SessionInfo, TrialView, ViewerMessage, VolumeView,

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 
-use brainmclip::session::event::SessionCommand;
+use brainmclip::event::SessionCommand;
 use brainmclip::session::{Session, SessionOutcome, SessionSpec};
 use brainmclip::sink::viewer::ViewerSink;
 

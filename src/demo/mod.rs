@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use crate::assets::{find, search_roots, AssetError};
 use crate::config::SessionConfig;
 use crate::decode::{DecodedTrial, Reconstruction};
-use crate::session::event::SessionEvent;
+use crate::event::SessionEvent;
 use crate::session::ReplaySource;
 use crate::sim::design::RunKind;
 use crate::sim::{run_kinds, simulate_runs, SimConfig, SimError};

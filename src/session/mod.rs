@@ -17,8 +17,6 @@
 //! volume is dropped before preprocessing, every trial is decoded, the generator takes the
 //! newest trial, and a sink that falls behind misses events rather than stall anything.
 
-pub mod event;
-
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,6 +29,7 @@ use crate::clock::now_ns;
 use crate::config::SessionConfig;
 use crate::decode::stage::DecodeInput;
 use crate::decode::{DecodeError, DecodeEvent, DecodeSetup, DecodeStage};
+use crate::event::{RunSummary, SessionCommand, SessionEvent, SessionStarted};
 use crate::ingest::replay::{run_replay, ReplayError, ReplayOptions, Source};
 use crate::ingest::ReadError;
 use crate::preprocess::stage::{PreprocessError, PreprocessEvent, PreprocessStage};
@@ -38,7 +37,6 @@ use crate::sink::console::Console;
 use crate::sink::feedback::{FeedbackError, FeedbackServer, FeedbackSink};
 use crate::sink::recorder::Recorder;
 use crate::sink::{Fanout, Sink, SinkError, SinkProblem, QUEUE};
-use event::{RunSummary, SessionCommand, SessionEvent, SessionStarted};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {

@@ -3,8 +3,8 @@
 //! writes no files (the recorder does).
 
 use super::{Sink, SinkError};
+use crate::event::SessionEvent;
 use crate::ingest::IngestEvent;
-use crate::session::event::SessionEvent;
 
 #[derive(Default)]
 pub struct Console;

@@ -21,8 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
 use super::{Sink, SinkError};
+use crate::event::SessionEvent;
 use crate::preprocess::trials::Marker;
-use crate::session::event::SessionEvent;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeedbackError {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 
-use crate::session::event::SessionEvent;
+use crate::event::SessionEvent;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {

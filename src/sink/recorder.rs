@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use super::{Sink, SinkError};
 use crate::decode::Reconstruction;
+use crate::event::SessionEvent;
 use crate::preprocess::stage::VolumeReport;
-use crate::session::event::SessionEvent;
 
 const QA_HEADER: &str = "index\ttrans_x_mm\ttrans_y_mm\ttrans_z_mm\trot_x_deg\trot_y_deg\trot_z_deg\tfd_mm\tglobal_signal\tmean_z_detail\tmean_z_semantic";
 

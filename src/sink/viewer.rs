@@ -12,8 +12,8 @@ use crossbeam_channel::{Sender, TrySendError};
 use super::{Sink, SinkError};
 use crate::decode::retrieval::{read_rgb8, Gallery, THUMBNAIL};
 use crate::decode::{DecodedTrial, Reconstruction};
+use crate::event::{SessionEvent, SessionStarted};
 use crate::ingest::IngestEvent;
-use crate::session::event::{SessionEvent, SessionStarted};
 use crate::ui::message::{
     ReconstructionView, Retrieved, Rgb, SessionInfo, TrialView, ViewerMessage, VolumeView,
 };

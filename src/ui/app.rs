@@ -12,7 +12,7 @@ use eframe::egui::{self, Color32, ColorImage, RichText, TextureHandle, TextureOp
 
 use super::message::{Rgb, ViewerMessage};
 use super::state::ViewerState;
-use crate::session::event::SessionCommand;
+use crate::event::SessionCommand;
 
 const THUMB: f32 = 56.0;
 const LARGE: f32 = 256.0;

@@ -1,5 +1,5 @@
 //! The typed stream the window consumes (`ViewerMessage`); what it sends back is the session's
-//! command type (`crate::session::event::SessionCommand`). The window knows nothing else about the pipeline: a scripted stream of
+//! command type (`crate::event::SessionCommand`). The window knows nothing else about the pipeline: a scripted stream of
 //! these messages is all its tests need, and any producer (a live run, a replay, a recorded
 //! log) can drive it.
 

@@ -12,7 +12,7 @@ pub mod state;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::session::event::SessionCommand;
+use crate::event::SessionCommand;
 use message::ViewerMessage;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,7 @@
 //! The one typed stream a session gives its sinks (`SessionEvent`), the commands it takes back
 //! (`SessionCommand`), and each event's JSON record as the log and the feedback clients see it.
+//! It sits between the stages whose results it carries (ingest, preprocess, decode) and those
+//! that consume it (sinks, the session that routes it, the window's commands).
 //! Every time in here is integer nanoseconds since the Unix epoch (`crate::clock`), and every
 //! record that names a volume uses the scanner's acquisition index.
 
