@@ -4,10 +4,12 @@
 //! `nifti_read` (with `header` and `convert`) decodes and verifies it, `service` checks its
 //! geometry, and `sequencer` puts it in acquisition order with explicit missing, late, rejected
 //! and duplicate records. `replay` is the other side: a scanner emulator that writes a recorded
-//! run into a directory, with faults. Nothing here preprocesses voxels.
+//! run into a directory, with faults. `dicom` reads what Siemens scanners add to DICOM (so far
+//! the CSA header). Nothing here preprocesses voxels.
 
 mod completeness;
 mod convert;
+pub mod dicom;
 mod error;
 mod events;
 mod header;
