@@ -244,6 +244,11 @@ pub struct IngestConfig {
     pub affine_tolerance_mm: f64,
     pub max_voxels: usize,
     pub channel_capacity: usize,
+    /// DICOM: which series to take from the export folder: "auto" (the first that looks like
+    /// fMRI), a series number, or a regex on SeriesDescription.
+    pub series: String,
+    /// DICOM single-slice series: slices per volume (0 = ImagesInAcquisition, else learned).
+    pub slices_per_volume: usize,
 }
 
 impl Default for IngestConfig {
@@ -263,6 +268,8 @@ impl Default for IngestConfig {
             affine_tolerance_mm: 0.01,
             max_voxels: 1 << 26,
             channel_capacity: 64,
+            series: "auto".into(),
+            slices_per_volume: 0,
         }
     }
 }
@@ -366,6 +373,15 @@ impl SessionConfig {
             return invalid(
                 "ingest.poll_interval_ms",
                 "is 0, expected at least 1".into(),
+            );
+        }
+        if let Err(e) = crate::ingest::dicom::SeriesChoice::parse(&i.series) {
+            return invalid(
+                "ingest.series",
+                format!(
+                    "{:?} is neither \"auto\", a series number nor a valid regex: {e}",
+                    i.series
+                ),
             );
         }
         match regex::Regex::new(&i.pattern) {

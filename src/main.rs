@@ -33,12 +33,18 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         check: Option<PathBuf>,
     },
-    /// Header summary of a NIfTI file (and tSNR for a 4-D run).
+    /// Header summary of a NIfTI file (and tSNR for a 4-D run), or the series in a DICOM file
+    /// or export folder.
     Inspect {
         file: PathBuf,
         #[arg(long, default_value_t = 1 << 26)]
         max_voxels: usize,
+        /// Print the DICOM series as JSON.
+        #[arg(long)]
+        json: bool,
     },
+    /// A DICOM series folder to a 4-D NIfTI plus a BIDS sidecar JSON: the volumes `run` sees.
+    Convert(cli::dicom::ConvertArgs),
     /// Scanner emulator: write a recorded run into an export directory at TR pace, with faults.
     Replay(Box<cli::replay::ReplayArgs>),
     /// CLIP detail and semantic targets of a folder of images, into one safetensors file.
@@ -95,9 +101,18 @@ fn main() -> Result<()> {
                 bail!("say --example to print a session file, or --check FILE to validate one")
             }
         },
-        Command::Inspect { file, max_voxels } => {
-            print!("{}", brainmclip::inspect::inspect(&file, max_voxels)?)
+        Command::Inspect {
+            file,
+            max_voxels,
+            json,
+        } => {
+            if cli::dicom::is_dicom_input(&file) {
+                cli::dicom::inspect_cmd(&file, max_voxels, json)?
+            } else {
+                print!("{}", brainmclip::inspect::inspect(&file, max_voxels)?)
+            }
         }
+        Command::Convert(args) => cli::dicom::convert_cmd(args)?,
         Command::Replay(args) => cli::replay::replay_cmd(args)?,
         Command::Run(args) => cli::run::run_cmd(args)?,
         Command::Simulate(args) => cli::simulate::simulate_cmd(args)?,

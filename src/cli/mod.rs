@@ -3,6 +3,7 @@
 
 pub mod calibrate;
 pub mod demo;
+pub mod dicom;
 pub mod replay;
 pub mod run;
 pub mod simulate;

@@ -11,8 +11,13 @@ use brainmclip::ingest::replay::{run_replay, FaultKind, OutFormat, ReplayOptions
 
 #[derive(clap::Args)]
 pub struct ReplayArgs {
-    /// A 4-D NIfTI run, or a folder of 3-D volumes.
+    /// A 4-D NIfTI run, a folder of 3-D volumes, or a DICOM series folder (its files are
+    /// written as they are, one volume's files per TR).
     source: PathBuf,
+    /// For a DICOM folder: which series ("auto", a series number, or a regex on
+    /// SeriesDescription).
+    #[arg(long, default_value = "auto")]
+    series: String,
     /// The export directory to write into.
     #[arg(long)]
     to: PathBuf,
@@ -71,6 +76,7 @@ pub fn replay_cmd(args: Box<ReplayArgs>) -> Result<()> {
     o.tr_s = args.tr;
     o.speed = args.speed;
     o.format = args.format;
+    o.series = args.series.clone();
     o.write = if args.write == "chunked" {
         WriteMode::Chunked {
             chunk_bytes: args.chunk_bytes,

@@ -43,6 +43,8 @@ pub enum ReadError {
     },
     #[error("{path}: expected one 3-D volume per file, found {found}")]
     NotThreeD { path: PathBuf, found: String },
+    #[error(transparent)]
+    Dicom(#[from] super::dicom::DicomError),
 }
 
 impl ReadError {
@@ -54,6 +56,6 @@ impl ReadError {
                 | ReadError::Incomplete { .. }
                 | ReadError::NotNifti { .. }
                 | ReadError::Gzip { .. }
-        )
+        ) || matches!(self, ReadError::Dicom(e) if e.is_retryable())
     }
 }

@@ -82,7 +82,7 @@ impl IngestEvent {
     /// The event as one JSON object (voxel values left out) for the session's event log.
     pub fn to_log_record(&self) -> serde_json::Value {
         let volume = |v: &Volume| {
-            json!({
+            let mut record = json!({
                 "event": self.kind(),
                 "index": v.index,
                 "path": v.path,
@@ -91,7 +91,11 @@ impl IngestEvent {
                 "non_finite": v.non_finite,
                 "seen_ns": v.seen_ns,
                 "read_ns": v.read_ns,
-            })
+            });
+            if let Some(times) = &v.slice_times_s {
+                record["slice_times_s"] = json!(times);
+            }
+            record
         };
         match self {
             IngestEvent::Volume(v) | IngestEvent::Late(v) => volume(v),

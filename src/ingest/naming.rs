@@ -24,6 +24,8 @@ pub enum NameClass {
     PairImage(PathBuf),
     /// A NIfTI name the pattern gives no index for.
     NoIndex,
+    /// A name a DICOM file may have (`.dcm`, `.ima`, none, numeric): its index is in its header.
+    Dicom,
     /// Temporary, hidden or not NIfTI: ignored silently.
     Ignored,
 }
@@ -66,7 +68,11 @@ impl IndexPattern {
             return NameClass::PairImage(path.with_file_name(format!("{stem}{ext}")));
         }
         if FileKind::of(path).is_none() {
-            return NameClass::Ignored;
+            return if super::dicom::is_dicom_name(name) {
+                NameClass::Dicom
+            } else {
+                NameClass::Ignored
+            };
         }
         match self.index_of(name) {
             Some(i) => NameClass::Volume(i),

@@ -31,6 +31,7 @@ fn vol(index: u32, seen_ns: u64) -> Volume {
         non_finite: 0,
         seen_ns,
         read_ns: seen_ns,
+        slice_times_s: None,
     }
 }
 

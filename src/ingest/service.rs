@@ -15,6 +15,8 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use tracing::{debug, info, warn};
 
+mod dicom_input;
+
 use super::completeness::{Due, Failure, Tracker, TrackerSettings};
 use super::events::{EndReason, IngestEvent};
 use super::naming::{IndexPattern, NameClass};
@@ -46,6 +48,8 @@ pub enum StartError {
     Reference(#[from] ReadError),
     #[error("ingest.pattern: {0}")]
     Pattern(#[from] regex::Error),
+    #[error("ingest.series: {0}")]
+    Series(String),
     #[error("ingest.dir {dir}: cannot watch for events: {source} (use watch = \"poll\")")]
     Watch {
         dir: PathBuf,
@@ -129,6 +133,7 @@ impl Ingest {
             next_poll_ns: 0,
             _keepalive: keepalive,
             clock_speed: speed,
+            dicom: dicom_input::DicomInput::new(ic)?,
         };
         let thread = std::thread::Builder::new()
             .name("ingest".into())
@@ -197,6 +202,7 @@ struct Worker {
     next_poll_ns: u64,
     _keepalive: Sender<Signal>,
     clock_speed: f64,
+    dicom: dicom_input::DicomInput,
 }
 
 impl Worker {
@@ -205,6 +211,7 @@ impl Worker {
         loop {
             let now = now_ns();
             if self.stop.load(Ordering::SeqCst) {
+                self.finish_dicom(now);
                 self.sequencer.finish(EndReason::Stopped, now);
                 self.flush();
                 return;
@@ -214,6 +221,7 @@ impl Worker {
                 self.tracker.next_due_ns(),
                 self.sequencer.next_wakeup_ns(),
                 polling.then_some(self.next_poll_ns),
+                self.dicom_deadline_ns(),
             ]
             .into_iter()
             .flatten()
@@ -235,6 +243,7 @@ impl Worker {
                 self.next_poll_ns = now + self.poll_ns;
             }
             self.do_due_work();
+            self.tick_dicom(now_ns());
             self.sequencer.tick(now_ns());
             if !self.flush() || self.sequencer.is_ended() {
                 return;
@@ -274,6 +283,7 @@ impl Worker {
                 }
                 return None;
             }
+            NameClass::Dicom => return Some((path.to_owned(), dicom_input::INDEX_UNKNOWN)),
             NameClass::Ignored => return None,
         };
         match self.pattern.classify(&dataset) {
@@ -301,7 +311,12 @@ impl Worker {
                 ExistingFiles::Process => self.tracker.observe_look(&dataset, index, look, now),
                 ExistingFiles::Skip => {
                     self.tracker.skip(&dataset, index, look, now);
-                    newest_skipped = newest_skipped.max(Some(index));
+                    let index = if index == dicom_input::INDEX_UNKNOWN {
+                        self.dicom.index_from_header(&dataset)
+                    } else {
+                        Some(index)
+                    };
+                    newest_skipped = newest_skipped.max(index);
                 }
             }
         }
@@ -395,6 +410,10 @@ impl Worker {
             return;
         };
         let seen_ns = self.tracker.first_seen_ns(path).unwrap_or_else(now_ns);
+        if index == dicom_input::INDEX_UNKNOWN && self.pattern.classify(path) == NameClass::Dicom {
+            self.read_dicom(path, seen_ns);
+            return;
+        }
         let before = look_at(path);
         let result = read_volume_file(path, self.max_voxels).and_then(|decoded| {
             // A file that changed while we read it may have given us a mix of two versions.
@@ -411,71 +430,101 @@ impl Worker {
             Ok(decoded) => {
                 let read_ns = now_ns();
                 self.tracker.read_succeeded(path, before);
-                let geometry = decoded.header.geometry();
-                let (ref_path, ref_geometry) = self
-                    .reference
-                    .get_or_insert_with(|| (path.to_owned(), geometry.clone()));
-                if let Some(diff) = ref_geometry.mismatch(&geometry, self.tolerance_mm) {
-                    let reason = format!(
-                        "geometry differs from {}: {diff}; expected every volume on one grid",
-                        ref_path.display()
-                    );
-                    self.sequencer
-                        .offer_rejected(Some(index), path.to_owned(), reason, read_ns);
-                    return;
-                }
-                if self.sequencer.tr_ns().is_none() {
-                    let tr = match geometry.tr_s {
-                        Some(tr) if tr <= MAX_HEADER_TR_S => tr,
-                        other => {
-                            self.warn(format!(
-                                "{}: session.tr is 0 and the header's TR ({other:?} s) is not usable; \
-                                 assuming {FALLBACK_TR_S} s for deadlines. Set session.tr.",
-                                path.display()
-                            ));
-                            FALLBACK_TR_S
-                        }
-                    };
-                    self.sequencer
-                        .set_tr_ns((tr / self.clock_speed * 1e9) as u64);
-                }
-                if decoded.non_finite > 0 {
-                    warn!(
-                        "{}: {} NaN/Inf voxels (kept, counted)",
-                        path.display(),
-                        decoded.non_finite
-                    );
-                }
                 let volume = Volume {
                     index,
                     path: path.to_owned(),
-                    geometry,
+                    geometry: decoded.header.geometry(),
                     data: decoded.data,
                     non_finite: decoded.non_finite,
                     seen_ns,
                     read_ns,
+                    slice_times_s: None,
                 };
-                self.sequencer.offer_volume(volume, read_ns);
+                self.deliver(volume);
             }
-            Err(error) => {
-                let now = now_ns();
-                match self
-                    .tracker
-                    .read_failed(path, look_at(path), error.is_retryable(), now)
-                {
-                    Failure::RetryAt(at) => {
-                        debug!("{error}; retry in {} ms", (at - now) / MS);
-                    }
-                    Failure::GiveUp { attempts } => {
-                        let reason = if error.is_retryable() {
-                            format!("{error} (still after {attempts} attempts)")
-                        } else {
-                            error.to_string()
-                        };
-                        self.sequencer
-                            .offer_rejected(Some(index), path.to_owned(), reason, now);
-                    }
-                }
+            Err(error) => self.read_failed(path, Some(index), error),
+        }
+    }
+
+    /// Checks a decoded volume against the run's grid, learns the TR, and hands it on.
+    fn deliver(&mut self, volume: Volume) {
+        let (index, path, read_ns) = (volume.index, volume.path.clone(), volume.read_ns);
+        let geometry = &volume.geometry;
+        {
+            let (ref_path, ref_geometry) = self
+                .reference
+                .get_or_insert_with(|| (path.to_owned(), geometry.clone()));
+            if let Some(diff) = ref_geometry.mismatch(geometry, self.tolerance_mm) {
+                let partial = ref_geometry.dims[..2] == geometry.dims[..2]
+                    && ref_geometry.dims[2] > geometry.dims[2];
+                let reason = if partial {
+                    format!(
+                        "{} slices where {} has {}: a partial volume (an interrupted scan \
+                             writes one); expected every volume complete",
+                        geometry.dims[2],
+                        ref_path.display(),
+                        ref_geometry.dims[2]
+                    )
+                } else {
+                    format!(
+                        "geometry differs from {}: {diff}; expected every volume on one grid",
+                        ref_path.display()
+                    )
+                };
+                self.sequencer
+                    .offer_rejected(Some(index), path.to_owned(), reason, read_ns);
+                return;
+            }
+            self.learn_tr(geometry.tr_s, &path);
+            if volume.non_finite > 0 {
+                warn!(
+                    "{}: {} NaN/Inf voxels (kept, counted)",
+                    path.display(),
+                    volume.non_finite
+                );
+            }
+            self.sequencer.offer_volume(volume, read_ns);
+        }
+    }
+
+    /// Takes the TR for deadlines from a header when the session gives none.
+    fn learn_tr(&mut self, header_tr_s: Option<f64>, path: &Path) {
+        if self.sequencer.tr_ns().is_some() {
+            return;
+        }
+        let tr = match header_tr_s {
+            Some(tr) if tr > 0.0 && tr <= MAX_HEADER_TR_S => tr,
+            other => {
+                self.warn(format!(
+                    "{}: session.tr is 0 and the header's TR ({other:?} s) is not usable; \
+                     assuming {FALLBACK_TR_S} s for deadlines. Set session.tr.",
+                    path.display()
+                ));
+                FALLBACK_TR_S
+            }
+        };
+        self.sequencer
+            .set_tr_ns((tr / self.clock_speed * 1e9) as u64);
+    }
+
+    /// A failed read: retried while it may still be cured by waiting, then rejected.
+    fn read_failed(&mut self, path: &Path, index: Option<u32>, error: ReadError) {
+        let now = now_ns();
+        match self
+            .tracker
+            .read_failed(path, look_at(path), error.is_retryable(), now)
+        {
+            Failure::RetryAt(at) => {
+                debug!("{error}; retry in {} ms", (at - now) / MS);
+            }
+            Failure::GiveUp { attempts } => {
+                let reason = if error.is_retryable() {
+                    format!("{error} (still after {attempts} attempts)")
+                } else {
+                    error.to_string()
+                };
+                self.sequencer
+                    .offer_rejected(index, path.to_owned(), reason, now);
             }
         }
     }

@@ -188,6 +188,9 @@ pub struct Volume {
     pub seen_ns: u64,
     /// When the decode finished.
     pub read_ns: u64,
+    /// Per slice (z order), seconds from the first acquired slice, where the file says
+    /// (DICOM: MosaicRefAcqTimes, per-frame acquisition times, GE's RTIA timer).
+    pub slice_times_s: Option<Vec<f64>>,
 }
 
 #[cfg(test)]

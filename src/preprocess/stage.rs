@@ -170,6 +170,7 @@ impl PreprocessStage {
                                 non_finite,
                                 seen_ns: at,
                                 read_ns: at,
+                                slice_times_s: None,
                             })
                         }
                         Err(e) => {

@@ -54,6 +54,8 @@ pub enum SessionError {
         #[source]
         source: ReadError,
     },
+    #[error("ingest.series: {0}")]
+    Series(String),
     #[error("replay {0}: no TR in the header; set session.tr")]
     NoTr(PathBuf),
     #[error("{path}: cannot create: {source}")]
@@ -305,7 +307,9 @@ fn prepare_replay(
     let tr = if config.session.tr > 0.0 {
         config.session.tr
     } else {
-        Source::open(&source.path, config.ingest.max_voxels)
+        let series = crate::ingest::dicom::SeriesChoice::parse(&config.ingest.series)
+            .map_err(|e| SessionError::Series(e.to_string()))?;
+        Source::open_with_series(&source.path, config.ingest.max_voxels, &series)
             .map_err(|e| SessionError::ReplaySource {
                 path: source.path.clone(),
                 source: e,
@@ -325,6 +329,7 @@ fn prepare_replay(
     o.speed = source.speed;
     o.tr_s = Some(tr);
     o.manifest = Some(config.output.dir.join("replay_manifest.json"));
+    o.series = config.ingest.series.clone();
     Ok(o)
 }
 

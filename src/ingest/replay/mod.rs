@@ -60,6 +60,8 @@ pub struct ReplayOptions {
     pub max_voxels: usize,
     /// Set by the caller to end the replay early (the run was stopped).
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// For a DICOM source folder: which series to play ("auto", a number, a regex).
+    pub series: String,
 }
 
 impl ReplayOptions {
@@ -82,6 +84,7 @@ impl ReplayOptions {
             manifest: None,
             max_voxels: 1 << 26,
             stop: None,
+            series: "auto".into(),
         }
     }
 
@@ -161,7 +164,9 @@ pub fn run_replay(o: &ReplayOptions) -> Result<Manifest, ReplayError> {
             o.speed
         )));
     }
-    let mut source = Source::open(&o.source, o.max_voxels)?;
+    let series = crate::ingest::dicom::SeriesChoice::parse(&o.series)
+        .map_err(|e| ReplayError::Invalid(format!("--series {:?}: {e}", o.series)))?;
+    let mut source = Source::open_with_series(&o.source, o.max_voxels, &series)?;
     let tr_s = o.tr_s.or(source.tr_s()).ok_or_else(|| {
         ReplayError::Invalid(format!(
             "{}: the header gives no TR (pixdim[4]); pass --tr",
@@ -181,22 +186,27 @@ pub fn run_replay(o: &ReplayOptions) -> Result<Manifest, ReplayError> {
         .values()
         .chain(o.rates.iter().map(|(k, _)| k))
         .any(|k| k.needs_gzip());
-    if gz_needed && o.format != OutFormat::NiiGz {
+    if gz_needed && o.format != OutFormat::NiiGz && !source.is_dicom() {
         return Err(ReplayError::Invalid(
             "truncated-gzip faults need --format nii.gz".into(),
         ));
     }
-    if let Some((&index, _)) = o
-        .faults_at
-        .iter()
-        .find(|(&i, _)| i < o.first_index || (i - o.first_index) as usize >= n)
-    {
+    let indices: Vec<u32> = (0..n).map(|p| source.index_at(p, o.first_index)).collect();
+    let position_of = |index: u32| indices.iter().position(|&i| i == index);
+    if let Some((&index, _)) = o.faults_at.iter().find(|(&i, _)| position_of(i).is_none()) {
         return Err(ReplayError::Invalid(format!(
             "--fault at index {index}: the replay writes indices {} to {}",
-            o.first_index,
-            o.first_index as usize + n - 1
+            indices.first().copied().unwrap_or(o.first_index),
+            indices.last().copied().unwrap_or(o.first_index)
         )));
     }
+    let names: Vec<Vec<String>> = (0..n)
+        .map(|p| {
+            source
+                .names_at(p)
+                .unwrap_or_else(|| vec![o.file_name(indices[p])])
+        })
+        .collect();
     std::fs::create_dir_all(&o.to).map_err(|source| ReplayError::Io {
         path: o.to.clone(),
         source,
@@ -205,7 +215,7 @@ pub fn run_replay(o: &ReplayOptions) -> Result<Manifest, ReplayError> {
     let explicit = o
         .faults_at
         .iter()
-        .filter_map(|(&index, &kind)| index.checked_sub(o.first_index).map(|p| (p as usize, kind)))
+        .filter_map(|(&index, &kind)| position_of(index).map(|p| (p, kind)))
         .collect();
     let plan = make_plan(&PlanOptions {
         n_volumes: n,
@@ -223,26 +233,32 @@ pub fn run_replay(o: &ReplayOptions) -> Result<Manifest, ReplayError> {
         *remaining.entry(step.position).or_default() += 1;
     }
     let needed: std::collections::HashSet<usize> = remaining.keys().copied().collect();
-    let mut cache: HashMap<usize, Vec<u8>> = HashMap::new();
+    let mut cache: HashMap<usize, Vec<(String, Vec<u8>)>> = HashMap::new();
     let mut read_upto = 0usize;
-    let mut ensure =
-        |position: usize, cache: &mut HashMap<usize, Vec<u8>>| -> Result<(), ReplayError> {
-            while read_upto <= position {
-                let file = source.next_file().ok_or_else(|| {
-                    ReplayError::Invalid(format!("the source ended before volume {read_upto}"))
-                })??;
-                if needed.contains(&read_upto) {
-                    let bytes = if o.format == OutFormat::NiiGz {
-                        gzip(&file)
-                    } else {
-                        file
-                    };
-                    cache.insert(read_upto, bytes);
-                }
-                read_upto += 1;
+    let mut ensure = |position: usize,
+                      cache: &mut HashMap<usize, Vec<(String, Vec<u8>)>>|
+     -> Result<(), ReplayError> {
+        while read_upto <= position {
+            let files = source.next_files().ok_or_else(|| {
+                ReplayError::Invalid(format!("the source ended before volume {read_upto}"))
+            })??;
+            if needed.contains(&read_upto) {
+                let files = files
+                    .into_iter()
+                    .map(|(name, bytes)| match name {
+                        Some(name) => (name, bytes), // DICOM: as recorded
+                        None if o.format == OutFormat::NiiGz => {
+                            (o.file_name(indices[read_upto]), gzip(&bytes))
+                        }
+                        None => (o.file_name(indices[read_upto]), bytes),
+                    })
+                    .collect();
+                cache.insert(read_upto, files);
             }
-            Ok(())
-        };
+            read_upto += 1;
+        }
+        Ok(())
+    };
 
     let start = Instant::now();
     let mut actions = Vec::with_capacity(plan.steps.len());
@@ -264,46 +280,46 @@ pub fn run_replay(o: &ReplayOptions) -> Result<Manifest, ReplayError> {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        let index = o.first_index + step.position as u32;
-        let name = o.file_name(index);
-        let path = o.to.join(&name);
-        let bytes = cache
+        let index = indices[step.position];
+        let files = cache
             .get(&step.position)
             .map(Vec::as_slice)
             .unwrap_or_default();
         let started = Instant::now();
-        let io = |r: std::io::Result<()>| {
-            r.map_err(|source| ReplayError::Io {
-                path: path.clone(),
-                source,
-            })
-        };
-        let written = match step.op {
-            Op::Write | Op::Rewrite | Op::Complete => {
-                io(write_file(&path, bytes, o.write))?;
-                completed.insert(step.position, true);
-                bytes.len()
-            }
-            Op::Preallocate => {
-                io(preallocate(&path, bytes.len() as u64))?;
-                completed.insert(step.position, false);
-                0
-            }
-            Op::Fill => {
-                io(fill_in_place(&path, bytes, o.write))?;
-                completed.insert(step.position, true);
-                bytes.len()
-            }
-            Op::WriteTruncated => {
-                let half = &bytes[..bytes.len() / 2];
-                io(write_file(&path, half, o.write))?;
-                completed.insert(step.position, false);
-                half.len()
-            }
-        };
+        let mut written = 0;
+        for (name, bytes) in files {
+            let path = o.to.join(name);
+            let io = |r: std::io::Result<()>| {
+                r.map_err(|source| ReplayError::Io {
+                    path: path.clone(),
+                    source,
+                })
+            };
+            written += match step.op {
+                Op::Write | Op::Rewrite | Op::Complete => {
+                    io(write_file(&path, bytes, o.write))?;
+                    bytes.len()
+                }
+                Op::Preallocate => {
+                    io(preallocate(&path, bytes.len() as u64))?;
+                    0
+                }
+                Op::Fill => {
+                    io(fill_in_place(&path, bytes, o.write))?;
+                    bytes.len()
+                }
+                Op::WriteTruncated => {
+                    let half = &bytes[..bytes.len() / 2];
+                    io(write_file(&path, half, o.write))?;
+                    half.len()
+                }
+            };
+        }
+        let complete = !matches!(step.op, Op::Preallocate | Op::WriteTruncated);
+        completed.insert(step.position, complete);
         actions.push(ManifestAction {
             index,
-            file: name,
+            file: describe_files(&names[step.position]),
             op: step.op,
             bytes: written,
             start_ns: instant_ns(started),
@@ -319,9 +335,9 @@ pub fn run_replay(o: &ReplayOptions) -> Result<Manifest, ReplayError> {
 
     let volumes = (0..n)
         .map(|p| ManifestVolume {
-            index: o.first_index + p as u32,
+            index: indices[p],
             source_position: p,
-            file: o.file_name(o.first_index + p as u32),
+            file: describe_files(&names[p]),
             fault: plan.faults.get(&p).copied(),
             completed: completed.get(&p).copied().unwrap_or(false),
         })
@@ -343,7 +359,7 @@ pub fn run_replay(o: &ReplayOptions) -> Result<Manifest, ReplayError> {
         },
         seed: o.seed,
         n_volumes: n,
-        first_index: o.first_index,
+        first_index: indices.first().copied().unwrap_or(o.first_index),
         volumes,
         actions,
     };
@@ -353,6 +369,15 @@ pub fn run_replay(o: &ReplayOptions) -> Result<Manifest, ReplayError> {
         .unwrap_or_else(|| o.to.join("replay_manifest.json"));
     write_manifest(&manifest, &manifest_path)?;
     Ok(manifest)
+}
+
+/// A volume's file for the manifest: its name, or the first of its slice files and the count.
+fn describe_files(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        [first, rest @ ..] => format!("{first} (+{} slice files)", rest.len()),
+    }
 }
 
 fn write_manifest(manifest: &Manifest, path: &Path) -> Result<(), ReplayError> {

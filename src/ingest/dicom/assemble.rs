@@ -1,0 +1,239 @@
+//! Single slices → volumes, as they arrive and in any order.
+//!
+//! A volume is emitted when its last slice arrives: the slice count is `ingest.slices_per_volume`
+//! if set, else the header's ImagesInAcquisition, else learned from the first volume (complete
+//! when a slice of a later volume arrives). A volume still short of slices `timeout` after its
+//! first slice is reported once, with how many it had; it stays open, so slices that come after
+//! all still make it (the sequencer then flags it late). Pure logic with injected time.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::classic::Slice;
+use super::stack::{stack, Stacked};
+
+#[derive(Debug, Clone, Default)]
+pub struct AssembleSettings {
+    /// Slices per volume (0 = from the header or learned).
+    pub slices_per_volume: usize,
+}
+
+/// What the assembler has to say after a slice or a tick.
+#[derive(Debug)]
+pub enum Assembled {
+    Volume {
+        index: u32,
+        volume: Stacked,
+        /// The volume's last slice file (names it in the log).
+        path: PathBuf,
+    },
+    /// The slices of a volume do not make a volume (e.g. two at one position).
+    Failed {
+        index: u32,
+        path: PathBuf,
+        reason: String,
+    },
+    /// Still short of slices at its deadline.
+    Partial {
+        index: u32,
+        have: usize,
+        expected: Option<usize>,
+        path: PathBuf,
+    },
+}
+
+struct Pending {
+    /// By InstanceNumber: a re-sent slice replaces the first copy.
+    slices: BTreeMap<i64, (PathBuf, Slice)>,
+    first_ns: u64,
+    reported: bool,
+}
+
+pub struct SliceAssembler {
+    settings: AssembleSettings,
+    learned: Option<usize>,
+    open: BTreeMap<u32, Pending>,
+}
+
+impl SliceAssembler {
+    pub fn new(settings: AssembleSettings) -> SliceAssembler {
+        SliceAssembler {
+            settings,
+            learned: None,
+            open: BTreeMap::new(),
+        }
+    }
+
+    fn configured(&self) -> Option<usize> {
+        (self.settings.slices_per_volume > 0).then_some(self.settings.slices_per_volume)
+    }
+
+    /// The slice count a volume needs, when known.
+    pub fn expected(&self, slice: Option<&Slice>) -> Option<usize> {
+        self.configured()
+            .or_else(|| slice.and_then(|s| s.images_in_acquisition))
+            .or(self.learned)
+    }
+
+    /// Adds one slice; returns the volumes it completes.
+    pub fn add(&mut self, path: &Path, slice: Slice, now_ns: u64) -> Vec<Assembled> {
+        let mut out = Vec::new();
+        let Some(index) = slice.volume_index(self.configured()) else {
+            out.push(Assembled::Failed {
+                index: 0,
+                path: path.to_owned(),
+                reason: "no InstanceNumber/ImagesInAcquisition, TemporalPositionIdentifier or \
+                         AcquisitionNumber says which volume this slice belongs to"
+                    .into(),
+            });
+            return out;
+        };
+        let expected = self.expected(Some(&slice));
+        let pending = self.open.entry(index).or_insert_with(|| Pending {
+            slices: BTreeMap::new(),
+            first_ns: now_ns,
+            reported: false,
+        });
+        pending
+            .slices
+            .insert(slice.instance, (path.to_owned(), slice));
+        match expected {
+            Some(n) if pending.slices.len() >= n => {
+                if let Some(pending) = self.open.remove(&index) {
+                    out.push(build(index, pending));
+                }
+            }
+            Some(_) => {}
+            None => {
+                // Learning: a slice of a later volume closes every earlier one.
+                let earlier: Vec<u32> = self.open.range(..index).map(|(&i, _)| i).collect();
+                for i in earlier {
+                    if let Some(pending) = self.open.remove(&i) {
+                        self.learned.get_or_insert(pending.slices.len());
+                        out.push(build(i, pending));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Reports volumes still incomplete `timeout_ns` after their first slice (once each), and
+    /// forgets those open for 20 timeouts.
+    pub fn tick(&mut self, now_ns: u64, timeout_ns: u64) -> Vec<Assembled> {
+        let expected = self.configured().or(self.learned);
+        let mut out = Vec::new();
+        self.open.retain(|&index, pending| {
+            let age = now_ns.saturating_sub(pending.first_ns);
+            if age >= timeout_ns && !pending.reported {
+                pending.reported = true;
+                let per_header = pending
+                    .slices
+                    .values()
+                    .next()
+                    .and_then(|(_, s)| s.images_in_acquisition);
+                out.push(Assembled::Partial {
+                    index,
+                    have: pending.slices.len(),
+                    expected: expected.or(per_header),
+                    path: pending
+                        .slices
+                        .values()
+                        .last()
+                        .map(|(p, _)| p.clone())
+                        .unwrap_or_default(),
+                });
+            }
+            age < timeout_ns.saturating_mul(20)
+        });
+        out
+    }
+
+    /// The earliest time `tick` has something to report.
+    pub fn next_deadline_ns(&self, timeout_ns: u64) -> Option<u64> {
+        self.open
+            .values()
+            .filter(|p| !p.reported)
+            .map(|p| p.first_ns + timeout_ns)
+            .min()
+    }
+
+    /// At the end of a run: whatever is open, as volumes when the count was never known
+    /// (the last volume of a learned series), else as partial.
+    pub fn finish(&mut self) -> Vec<Assembled> {
+        let expected = self.configured().or(self.learned);
+        let open = std::mem::take(&mut self.open);
+        open.into_iter()
+            .map(|(index, pending)| {
+                let header_count = pending
+                    .slices
+                    .values()
+                    .next()
+                    .and_then(|(_, s)| s.images_in_acquisition);
+                match expected.or(header_count) {
+                    Some(n) if pending.slices.len() < n => Assembled::Partial {
+                        index,
+                        have: pending.slices.len(),
+                        expected: Some(n),
+                        path: pending
+                            .slices
+                            .values()
+                            .last()
+                            .map(|(p, _)| p.clone())
+                            .unwrap_or_default(),
+                    },
+                    _ => build(index, pending),
+                }
+            })
+            .collect()
+    }
+}
+
+fn build(index: u32, pending: Pending) -> Assembled {
+    let Some((path, first)) = pending
+        .slices
+        .values()
+        .last()
+        .map(|(p, s)| (p.clone(), s.clone()))
+    else {
+        return Assembled::Failed {
+            index,
+            path: PathBuf::new(),
+            reason: "no slices".into(),
+        };
+    };
+    if let Some((other, _)) = pending
+        .slices
+        .values()
+        .find(|(_, s)| !s.grid.same_as(&first.grid) || s.datatype != first.datatype)
+    {
+        return Assembled::Failed {
+            index,
+            path: other.clone(),
+            reason: format!(
+                "volume {index}: this slice's grid, orientation or datatype differs from the \
+                 volume's other slices"
+            ),
+        };
+    }
+    let planes = pending.slices.into_values().map(|(_, s)| s.plane).collect();
+    match stack(
+        &first.grid,
+        planes,
+        first.thickness,
+        first.datatype,
+        first.tr_s,
+        &path,
+    ) {
+        Ok(volume) => Assembled::Volume {
+            index,
+            volume,
+            path,
+        },
+        Err(e) => Assembled::Failed {
+            index,
+            path,
+            reason: format!("volume {index}: {e}"),
+        },
+    }
+}
