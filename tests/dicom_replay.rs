@@ -148,7 +148,8 @@ impl Outcome {
     }
 }
 
-/// Drops, swaps and duplicates in one run of `n` volumes (needs n >= 6).
+/// Drops, swaps and a re-export in one run of `n` volumes (needs n >= 6; the re-export of 5
+/// comes before 6, so before the run's end).
 fn reorder_faults(series: &str, n: usize, watch: WatchMode) {
     let o = replay(
         series,
@@ -157,7 +158,7 @@ fn reorder_faults(series: &str, n: usize, watch: WatchMode) {
         &[
             (2, FaultKind::Drop),
             (3, FaultKind::Swap),
-            (6, FaultKind::Duplicate),
+            (5, FaultKind::Duplicate),
         ],
         |_| {},
     );
@@ -167,7 +168,7 @@ fn reorder_faults(series: &str, n: usize, watch: WatchMode) {
     let mut expected: Vec<u32> = (1..=n as u32).collect();
     expected.retain(|&i| i != 2);
     assert_eq!(o.volumes(), expected, "swapped 3/4 come out in order: {p}");
-    assert_eq!(o.duplicates(), [6], "{p}");
+    assert_eq!(o.duplicates(), [5], "{p}");
 }
 
 /// Pre-allocation and truncation (completed later, and never) in one run.
@@ -253,12 +254,13 @@ fn ge_single_slices_with_every_fault() {
         GE,
         3,
         WatchMode::Poll,
-        &[(1, FaultKind::Preallocate), (2, FaultKind::TruncateLate)],
+        &[(1, FaultKind::TruncateLate), (2, FaultKind::Preallocate)],
         |_| {},
     );
     o.check_common(3);
-    assert_eq!(o.volumes(), [1, 3], "{}", o.picture());
-    assert_eq!(o.late(), [2], "{}", o.picture());
+    // 1's 32 files are cut in half and completed 2 TRs later: missing by then, late after.
+    assert_eq!(o.volumes(), [2, 3], "{}", o.picture());
+    assert_eq!(o.late(), [1], "{}", o.picture());
 
     let o = replay(
         GE,

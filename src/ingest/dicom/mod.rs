@@ -222,6 +222,13 @@ pub fn read_bytes_of(
     max_voxels: usize,
 ) -> Result<DicomFile, DicomError> {
     let obj = parse(bytes, path, false)?;
+    // First: a file cut at an element boundary parses, and then lacks anything after the cut.
+    if obj.get(tags::PIXEL_DATA).is_none() {
+        return Err(DicomError::Incomplete {
+            path: path.to_owned(),
+            detail: "no PixelData (7FE0,0010): the file ends before the pixels".into(),
+        });
+    }
     let header = file_header(&obj);
     let format = pixels::PixelFormat::of(&obj, path)?;
     let voxels = format.frame_len() * format.frames;
@@ -238,6 +245,16 @@ pub fn read_bytes_of(
         Layout::SingleSlice => Content::Slice(classic::read(&obj, &format, path)?),
     };
     Ok(DicomFile { header, content })
+}
+
+/// The stored pixel values of any DICOM image, every frame, without geometry or rescale
+/// (rows, columns, frames, values): for checking decoders.
+pub fn read_pixels(path: &Path) -> Result<(usize, usize, usize, Vec<f32>), DicomError> {
+    let bytes = read_bytes(path)?;
+    let obj = parse(&bytes, path, false)?;
+    let format = pixels::PixelFormat::of(&obj, path)?;
+    let values = pixels::stored_values(&obj, &format, path)?;
+    Ok((format.rows, format.cols, format.frames, values))
 }
 
 const ENHANCED_MR: &str = "1.2.840.10008.5.1.4.1.1.4.1";
