@@ -10,12 +10,16 @@ use brainmclip::session::{ReplaySource, SessionOutcome, SessionSpec};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
+    /// The session file. Without one, `--replay` runs on the defaults (no decoding): the
+    /// recorded run is written into a fresh folder under the system's temp dir, and the log and
+    /// QA go to `session-out/`.
     #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Override ingest.dir.
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Feed this recorded run (4-D NIfTI or folder) into ingest.dir in-process, as a scanner.
+    /// Feed this recorded run (4-D NIfTI, folder of volumes, or DICOM series folder) into
+    /// ingest.dir in-process, as a scanner.
     #[arg(long, value_name = "SRC")]
     replay: Option<PathBuf>,
     /// With --replay: speed factor, or "max" for as fast as possible.
@@ -27,7 +31,22 @@ pub struct RunArgs {
 }
 
 pub fn run_cmd(args: RunArgs) -> Result<()> {
-    let mut config = SessionConfig::load(&args.config)?;
+    let mut config = match (&args.config, &args.replay) {
+        (Some(path), _) => SessionConfig::load(path)?,
+        (None, Some(_)) => {
+            let mut config = SessionConfig::default();
+            config.ingest.dir = std::env::temp_dir().join(format!(
+                "brainmclip-replay-{}-{}",
+                std::process::id(),
+                brainmclip::clock::now_ns()
+            ));
+            config
+        }
+        (None, None) => bail!(
+            "--config FILE is needed to watch a scanner (or give --replay SRC to replay a \
+             recorded run on the defaults)"
+        ),
+    };
     if let Some(dir) = args.dir {
         config.ingest.dir = dir;
     }
@@ -37,11 +56,15 @@ pub fn run_cmd(args: RunArgs) -> Result<()> {
     let mut spec = SessionSpec::new(config);
     spec.replay = args
         .replay
+        .clone()
         .map(|path| ReplaySource::new(path, &args.speed))
         .transpose()?;
-    let title = args
-        .window
-        .then(|| format!("brainmclip run: {}", args.config.display()));
+    let label = match (&args.config, &args.replay) {
+        (Some(config), _) => config.display().to_string(),
+        (None, Some(replay)) => replay.display().to_string(),
+        (None, None) => String::new(),
+    };
+    let title = args.window.then(|| format!("brainmclip run: {label}"));
     let outcome = super::window::run_session(spec, title)?;
     print_outcome(&outcome);
     Ok(())

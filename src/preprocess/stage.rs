@@ -65,6 +65,9 @@ pub struct VolumeReport {
     /// Ingest events waiting for this stage when the volume was done (a backlog means
     /// preprocessing is not keeping up with the scanner).
     pub queued: usize,
+    /// Per slice (z order), seconds from the first acquired slice, where the file says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slice_times_s: Option<Vec<f64>>,
     /// Orthogonal planes of the (realigned) volume, and of the ROI labels, for the window.
     #[serde(skip)]
     pub slices: Option<VolumeSlices>,
@@ -577,6 +580,7 @@ impl Preprocess {
             read_ns: v.read_ns,
             preprocessed_ns: now_ns(),
             queued,
+            slice_times_s: v.slice_times_s.clone(),
             slices,
             roi_slices: self.roi_slices.clone(),
         };

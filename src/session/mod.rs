@@ -304,19 +304,28 @@ fn prepare_replay(
     config: &mut SessionConfig,
     source: &ReplaySource,
 ) -> Result<ReplayOptions, SessionError> {
+    let series = crate::ingest::dicom::SeriesChoice::parse(&config.ingest.series)
+        .map_err(|e| SessionError::Series(e.to_string()))?;
+    let recorded = Source::open_with_series(&source.path, config.ingest.max_voxels, &series)
+        .map_err(|e| SessionError::ReplaySource {
+            path: source.path.clone(),
+            source: e,
+        })?;
     let tr = if config.session.tr > 0.0 {
         config.session.tr
     } else {
-        let series = crate::ingest::dicom::SeriesChoice::parse(&config.ingest.series)
-            .map_err(|e| SessionError::Series(e.to_string()))?;
-        Source::open_with_series(&source.path, config.ingest.max_voxels, &series)
-            .map_err(|e| SessionError::ReplaySource {
-                path: source.path.clone(),
-                source: e,
-            })?
+        recorded
             .tr_s()
             .ok_or_else(|| SessionError::NoTr(source.path.clone()))?
     };
+    // The run ends when every recorded volume is accounted for, not after a quiet spell.
+    if config.session.volumes == 0 {
+        config.session.volumes = recorded.n_volumes() as u32;
+    }
+    if recorded.is_dicom() {
+        // DICOM volumes carry their own indices (usually from 1).
+        config.session.first_index = recorded.index_at(0, config.session.first_index);
+    }
     // The scanner clock runs `speed` times faster: deadlines follow.
     config.session.tr = tr;
     config.session.clock_speed = source.speed;
