@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::classic::Slice;
+use super::pixels::StoredPixels;
 use super::stack::{stack, Stacked};
 
 #[derive(Debug, Clone, Default)]
@@ -223,6 +224,7 @@ fn build(index: u32, pending: Pending) -> Assembled {
         first.thickness,
         first.datatype,
         first.tr_s,
+        &StoredPixels::none(),
         &path,
     ) {
         Ok(volume) => Assembled::Volume {
@@ -235,5 +237,118 @@ fn build(index: u32, pending: Pending) -> Assembled {
             path,
             reason: format!("volume {index}: {e}"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::dicom::stack::{Pixels, Plane, PlaneGrid};
+    use crate::ingest::Datatype;
+
+    /// Slice `k` (0-based) of volume `volume` in a run of `per_volume` slices; `announced`
+    /// says whether the header carries ImagesInAcquisition.
+    fn slice(volume: i64, k: usize, per_volume: usize, announced: bool) -> Slice {
+        Slice {
+            instance: (volume - 1) * per_volume as i64 + k as i64 + 1,
+            images_in_acquisition: announced.then_some(per_volume),
+            temporal_position: (!announced).then_some(volume),
+            acquisition: None,
+            grid: PlaneGrid::new(
+                2,
+                2,
+                [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+                [1.0, 1.0],
+                Path::new("t"),
+            )
+            .unwrap(),
+            plane: Plane {
+                position: [0.0, 0.0, 3.0 * k as f64],
+                pixels: Pixels::Values(vec![volume as f32; 4]),
+                time_s: Some(0.1 * k as f64),
+            },
+            thickness: 3.0,
+            datatype: Datatype::I16,
+            tr_s: Some(2.0),
+        }
+    }
+
+    fn indices(items: &[Assembled]) -> Vec<String> {
+        items
+            .iter()
+            .map(|a| match a {
+                Assembled::Volume { index, volume, .. } => {
+                    format!("v{index}:{}", volume.geometry.dims[2])
+                }
+                Assembled::Failed { index, .. } => format!("f{index}"),
+                Assembled::Partial {
+                    index,
+                    have,
+                    expected,
+                    ..
+                } => format!("p{index}:{have}/{expected:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_volume_is_emitted_when_its_last_slice_arrives_in_any_order() {
+        let mut a = SliceAssembler::new(AssembleSettings::default());
+        let p = Path::new("s");
+        // Volume 2's slices interleaved with volume 1's, reversed.
+        let mut out = Vec::new();
+        for k in (0..3).rev() {
+            out.extend(a.add(p, slice(2, k, 3, true), 0));
+            out.extend(a.add(p, slice(1, k, 3, true), 0));
+        }
+        assert_eq!(indices(&out), ["v2:3", "v1:3"]);
+        // A re-sent slice replaces the first copy instead of counting twice.
+        assert!(a.add(p, slice(3, 0, 3, true), 0).is_empty());
+        assert!(a.add(p, slice(3, 0, 3, true), 0).is_empty());
+        assert_eq!(
+            indices(&a.add(p, slice(3, 1, 3, true), 0)),
+            Vec::<String>::new()
+        );
+        assert_eq!(indices(&a.add(p, slice(3, 2, 3, true), 0)), ["v3:3"]);
+    }
+
+    #[test]
+    fn slices_that_stop_coming_are_reported_once_and_may_still_complete() {
+        let mut a = SliceAssembler::new(AssembleSettings::default());
+        let p = Path::new("s");
+        a.add(p, slice(1, 0, 4, true), 100);
+        a.add(p, slice(1, 1, 4, true), 150);
+        assert_eq!(a.next_deadline_ns(1000), Some(1100));
+        assert!(a.tick(1099, 1000).is_empty());
+        assert_eq!(indices(&a.tick(1100, 1000)), ["p1:2/Some(4)"]);
+        assert!(a.tick(5000, 1000).is_empty(), "reported once");
+        a.add(p, slice(1, 2, 4, true), 6000);
+        assert_eq!(indices(&a.add(p, slice(1, 3, 4, true), 6001)), ["v1:4"]);
+    }
+
+    #[test]
+    fn without_a_count_the_first_volume_teaches_it() {
+        let mut a = SliceAssembler::new(AssembleSettings::default());
+        let p = Path::new("s");
+        for k in 0..5 {
+            assert!(a.add(p, slice(1, k, 5, false), 0).is_empty());
+        }
+        // The first slice of volume 2 closes volume 1 (5 slices)...
+        assert_eq!(indices(&a.add(p, slice(2, 0, 5, false), 0)), ["v1:5"]);
+        // ...and from then on 5 is the count.
+        let mut out = Vec::new();
+        for k in 1..5 {
+            out.extend(a.add(p, slice(2, k, 5, false), 0));
+        }
+        assert_eq!(indices(&out), ["v2:5"]);
+        // A configured count wins over the header and over learning.
+        let mut a = SliceAssembler::new(AssembleSettings {
+            slices_per_volume: 2,
+        });
+        a.add(p, slice(1, 0, 2, false), 0);
+        assert_eq!(indices(&a.add(p, slice(1, 1, 2, false), 0)), ["v1:2"]);
+        // At the end, a short volume is partial.
+        a.add(p, slice(2, 0, 2, false), 0);
+        assert_eq!(indices(&a.finish()), ["p2:1/Some(2)"]);
     }
 }

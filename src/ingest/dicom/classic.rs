@@ -12,8 +12,8 @@ use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 
 use super::attrs::{fixed, integer, number, private_numbers, seconds_of_day, text, UnFormat};
-use super::pixels::{stored_values, PixelFormat};
-use super::stack::{Plane, PlaneGrid};
+use super::pixels::{PixelFormat, StoredPixels};
+use super::stack::{Pixels, Plane, PlaneGrid};
 use super::{top_level_tr_s, DicomError};
 use crate::ingest::Datatype;
 
@@ -62,6 +62,7 @@ pub fn slice_volume_index(
 pub fn read(
     obj: &DefaultDicomObject,
     format: &PixelFormat,
+    stored: &StoredPixels,
     path: &Path,
 ) -> Result<Slice, DicomError> {
     let invalid = |detail: String| DicomError::Invalid {
@@ -86,10 +87,17 @@ pub fn read(
     let grid = PlaneGrid::new(format.rows, format.cols, iop, spacing, path)?;
     let slope = number(obj, tags::RESCALE_SLOPE).unwrap_or(1.0) as f32;
     let intercept = number(obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0) as f32;
-    let values = stored_values(obj, format, path)?
-        .into_iter()
-        .map(|v| v * slope + intercept)
-        .collect();
+    let n = format.frame_len();
+    if stored.len() < n {
+        return Err(invalid(format!(
+            "{} stored values, expected {} x {}",
+            stored.len(),
+            format.rows,
+            format.cols
+        )));
+    }
+    let mut values = vec![0.0; n];
+    stored.fill_scaled(0, slope, intercept, &mut values);
     // GE's RTIA timer. It is exactly 0 for some slices of a run's first volume (seen on DV28):
     // that volume then has no slice timing; later volumes do.
     let time_s = match private_numbers(obj, 0x0021, "GEMS_RELA_01", 0x5E, UnFormat::Text) {
@@ -106,7 +114,7 @@ pub fn read(
         grid,
         plane: Plane {
             position,
-            values,
+            pixels: Pixels::Values(values),
             time_s,
         },
         thickness: number(obj, tags::SPACING_BETWEEN_SLICES)

@@ -11,8 +11,8 @@ use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 
 use super::attrs::{first_item, fixed, items, number, seconds_of_day, text, DataSet};
-use super::pixels::{stored_values, PixelFormat};
-use super::stack::{stack, Plane, PlaneGrid};
+use super::pixels::{PixelFormat, StoredPixels};
+use super::stack::{stack, Pixels, Plane, PlaneGrid};
 use super::{top_level_tr_s, volume_index, Content, DicomError};
 
 /// An attribute of frame `frame`'s functional group `group`, else of the shared group, else
@@ -33,6 +33,7 @@ fn lookup<T>(
 pub fn read(
     obj: &DefaultDicomObject,
     format: &PixelFormat,
+    stored: &StoredPixels,
     path: &Path,
 ) -> Result<Content, DicomError> {
     let invalid = |detail: String| DicomError::Invalid {
@@ -48,7 +49,6 @@ pub fn read(
             format.frames
         )));
     }
-    let stored = stored_values(obj, format, path)?;
     let frame_len = format.frame_len();
     let mut grid: Option<PlaneGrid> = None;
     let mut thickness = None;
@@ -95,13 +95,14 @@ pub fn read(
         let time_s = first_item(frame, tags::FRAME_CONTENT_SEQUENCE)
             .and_then(|c| text(c, tags::FRAME_ACQUISITION_DATE_TIME))
             .and_then(|t| seconds_of_day(&t));
-        let values = stored[f * frame_len..(f + 1) * frame_len]
-            .iter()
-            .map(|&v| v * slope + intercept)
-            .collect();
         planes.push(Plane {
             position,
-            values,
+            pixels: Pixels::Stored {
+                first: f * frame_len,
+                row_stride: format.cols,
+                slope,
+                intercept,
+            },
             time_s,
         });
     }
@@ -124,6 +125,7 @@ pub fn read(
         thickness.unwrap_or(1.0),
         format.datatype,
         tr_s,
+        stored,
         path,
     )?;
     Ok(Content::Volume {

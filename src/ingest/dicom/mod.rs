@@ -221,16 +221,50 @@ pub fn read_bytes_of(
     path: &Path,
     max_voxels: usize,
 ) -> Result<DicomFile, DicomError> {
-    let obj = parse(bytes, path, false)?;
-    // First: a file cut at an element boundary parses, and then lacks anything after the cut.
-    if obj.get(tags::PIXEL_DATA).is_none() {
-        return Err(DicomError::Incomplete {
-            path: path.to_owned(),
-            detail: "no PixelData (7FE0,0010): the file ends before the pixels".into(),
-        });
-    }
+    // The header alone, and the pixels straight from the bytes when they are native little
+    // endian and complete: one copy from the file into the volume.
+    let header_obj = parse(bytes, path, true)?;
+    let fast = pixels::PixelFormat::of(&header_obj, path)
+        .ok()
+        .and_then(|format| Some((format, pixels::native_tail(bytes, &header_obj, &format)?)));
+    let (obj, format, stored) = match fast {
+        Some((format, raw)) => {
+            let stored = pixels::StoredPixels::LittleEndian {
+                bytes: raw,
+                datatype: format.datatype,
+            };
+            (header_obj, format, stored)
+        }
+        None => {
+            let obj = parse(bytes, path, false)?;
+            // A file cut at an element boundary parses, and then lacks what follows the cut.
+            if obj.get(tags::PIXEL_DATA).is_none() {
+                return Err(DicomError::Incomplete {
+                    path: path.to_owned(),
+                    detail: "no PixelData (7FE0,0010): the file ends before the pixels".into(),
+                });
+            }
+            let format = pixels::PixelFormat::of(&obj, path)?;
+            check_size(&format, path, max_voxels)?;
+            let values = pixels::stored_values(&obj, &format, path)?;
+            (obj, format, pixels::StoredPixels::Values(values))
+        }
+    };
+    check_size(&format, path, max_voxels)?;
     let header = file_header(&obj);
-    let format = pixels::PixelFormat::of(&obj, path)?;
+    let content = match header.layout {
+        Layout::Mosaic => mosaic::read(&obj, &format, &stored, path)?,
+        Layout::Enhanced => enhanced::read(&obj, &format, &stored, path)?,
+        Layout::SingleSlice => Content::Slice(classic::read(&obj, &format, &stored, path)?),
+    };
+    Ok(DicomFile { header, content })
+}
+
+fn check_size(
+    format: &pixels::PixelFormat,
+    path: &Path,
+    max_voxels: usize,
+) -> Result<(), DicomError> {
     let voxels = format.frame_len() * format.frames;
     if voxels > max_voxels {
         return Err(DicomError::TooLarge {
@@ -239,12 +273,7 @@ pub fn read_bytes_of(
             limit: max_voxels,
         });
     }
-    let content = match header.layout {
-        Layout::Mosaic => mosaic::read(&obj, &format, path)?,
-        Layout::Enhanced => enhanced::read(&obj, &format, path)?,
-        Layout::SingleSlice => Content::Slice(classic::read(&obj, &format, path)?),
-    };
-    Ok(DicomFile { header, content })
+    Ok(())
 }
 
 /// The stored pixel values of any DICOM image, every frame, without geometry or rescale

@@ -15,8 +15,8 @@ use dicom_object::DefaultDicomObject;
 
 use super::attrs::{fixed, number, private_bytes, private_numbers, UnFormat};
 use super::csa::CsaHeader;
-use super::pixels::{stored_values, PixelFormat};
-use super::stack::{dot, stack, Plane, PlaneGrid};
+use super::pixels::{PixelFormat, StoredPixels};
+use super::stack::{dot, stack, Pixels, Plane, PlaneGrid};
 use super::{top_level_tr_s, volume_index, Content, DicomError};
 
 const CSA_CREATOR: &str = "SIEMENS CSA HEADER";
@@ -38,6 +38,7 @@ pub fn has_mosaic_csa(obj: &DefaultDicomObject) -> bool {
 pub fn read(
     obj: &DefaultDicomObject,
     format: &PixelFormat,
+    stored: &StoredPixels,
     path: &Path,
 ) -> Result<Content, DicomError> {
     let invalid = |detail: String| DicomError::Invalid {
@@ -112,23 +113,18 @@ pub fn read(
         [0, 1, 2].map(|i| ipp[i] + grid.row_dir[i] * shift_cols + grid.col_dir[i] * shift_rows);
     let slope = number(obj, tags::RESCALE_SLOPE).unwrap_or(1.0) as f32;
     let intercept = number(obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0) as f32;
-    let stored = stored_values(obj, format, path)?;
     let times = ref_times_ms.filter(|t| t.len() >= n_slices);
     let planes = (0..n_slices)
         .map(|m| {
             let (grid_row, grid_col) = (m / grid_side, m % grid_side);
-            let mut values = Vec::with_capacity(tile_rows * tile_cols);
-            for r in 0..tile_rows {
-                let start = (grid_row * tile_rows + r) * format.cols + grid_col * tile_cols;
-                values.extend(
-                    stored[start..start + tile_cols]
-                        .iter()
-                        .map(|&v| v * slope + intercept),
-                );
-            }
             Plane {
                 position: [0, 1, 2].map(|i| corner[i] + m as f64 * slice_spacing * normal[i]),
-                values,
+                pixels: Pixels::Stored {
+                    first: grid_row * tile_rows * format.cols + grid_col * tile_cols,
+                    row_stride: format.cols,
+                    slope,
+                    intercept,
+                },
                 time_s: times.as_ref().map(|t| t[m] / 1000.0),
             }
         })
@@ -140,6 +136,7 @@ pub fn read(
         slice_spacing,
         datatype,
         top_level_tr_s(obj),
+        stored,
         path,
     )?;
     Ok(Content::Volume {

@@ -79,6 +79,92 @@ impl PixelFormat {
     }
 }
 
+/// A file's stored pixel values, before rescale: borrowed straight from the file's bytes when
+/// they are native little endian at the end of the file (the common case, no copy), else decoded.
+#[derive(Debug)]
+pub enum StoredPixels<'a> {
+    LittleEndian { bytes: &'a [u8], datatype: Datatype },
+    Values(Vec<f32>),
+}
+
+impl StoredPixels<'_> {
+    /// No stored pixels (every plane carries its own values).
+    pub fn none() -> StoredPixels<'static> {
+        StoredPixels::Values(Vec::new())
+    }
+
+    /// How many values.
+    pub fn len(&self) -> usize {
+        match self {
+            StoredPixels::LittleEndian { bytes, datatype } => bytes.len() / datatype.size_bytes(),
+            StoredPixels::Values(v) => v.len(),
+        }
+    }
+
+    /// Writes values `start..start + dst.len()`, rescaled, into `dst` (the caller checks the
+    /// range).
+    pub fn fill_scaled(&self, start: usize, slope: f32, intercept: f32, dst: &mut [f32]) {
+        let len = dst.len();
+        let scale = |v: f32| v * slope + intercept;
+        match self {
+            StoredPixels::Values(values) => {
+                for (d, &v) in dst.iter_mut().zip(&values[start..start + len]) {
+                    *d = scale(v);
+                }
+            }
+            StoredPixels::LittleEndian { bytes, datatype } => {
+                let size = datatype.size_bytes();
+                let raw = &bytes[start * size..(start + len) * size];
+                match datatype {
+                    Datatype::U16 => {
+                        for (d, c) in dst.iter_mut().zip(raw.chunks_exact(2)) {
+                            *d = scale(f32::from(u16::from_le_bytes([c[0], c[1]])));
+                        }
+                    }
+                    Datatype::I16 => {
+                        for (d, c) in dst.iter_mut().zip(raw.chunks_exact(2)) {
+                            *d = scale(f32::from(i16::from_le_bytes([c[0], c[1]])));
+                        }
+                    }
+                    _ => {
+                        for (d, v) in dst.iter_mut().zip(from_le_bytes(raw, *datatype, len)) {
+                            *d = scale(v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The pixel bytes when the file ends with a native little-endian PixelData element of exactly
+/// the size the header implies (its tag, VR and length checked byte for byte), else `None`.
+pub fn native_tail<'a>(
+    bytes: &'a [u8],
+    obj: &DefaultDicomObject,
+    format: &PixelFormat,
+) -> Option<&'a [u8]> {
+    const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+    const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+    let (uid, _) = transfer_syntax(obj);
+    let n = format.frame_len() * format.frames * format.datatype.size_bytes();
+    let at = bytes.len().checked_sub(n)?;
+    let length = u32::try_from(n).ok()?.to_le_bytes();
+    let tag = [0xE0, 0x7F, 0x10, 0x00];
+    let header_ok = match uid.as_str() {
+        EXPLICIT_LE => {
+            at >= 12
+                && bytes[at - 12..at - 8] == tag
+                && (bytes[at - 8..at - 6] == *b"OW" || bytes[at - 8..at - 6] == *b"OB")
+                && bytes[at - 6..at - 4] == [0, 0]
+                && bytes[at - 4..at] == length
+        }
+        IMPLICIT_LE => at >= 8 && bytes[at - 8..at - 4] == tag && bytes[at - 4..at] == length,
+        _ => false,
+    };
+    header_ok.then(|| &bytes[at..])
+}
+
 /// The transfer syntax's UID and name, for messages.
 pub fn transfer_syntax(obj: &DefaultDicomObject) -> (String, &'static str) {
     let uid = obj

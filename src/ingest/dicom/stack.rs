@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use super::pixels::StoredPixels;
 use super::DicomError;
 use crate::ingest::{Datatype, Geometry};
 
@@ -17,10 +18,34 @@ use crate::ingest::{Datatype, Geometry};
 pub struct Plane {
     /// LPS position of the centre of the first stored voxel (row 0, column 0), mm.
     pub position: [f64; 3],
-    /// Rescaled values, row-major (`rows × cols`).
-    pub values: Vec<f32>,
+    pub pixels: Pixels,
     /// Acquisition time in seconds on any clock shared by the volume's planes.
     pub time_s: Option<f64>,
+}
+
+impl Plane {
+    /// The plane's own values (single-slice files), `None` when they are in a file's pixels.
+    pub fn values(&self) -> Option<&[f32]> {
+        match &self.pixels {
+            Pixels::Values(values) => Some(values),
+            Pixels::Stored { .. } => None,
+        }
+    }
+}
+
+/// Where a plane's values are.
+#[derive(Debug, Clone)]
+pub enum Pixels {
+    /// Rescaled, row-major (`rows × cols`).
+    Values(Vec<f32>),
+    /// In the file's stored pixels: row r starts at value `first + r * row_stride`; rescaled
+    /// while copied into the volume (one pass, no intermediate copy).
+    Stored {
+        first: usize,
+        row_stride: usize,
+        slope: f32,
+        intercept: f32,
+    },
 }
 
 /// The in-plane grid shared by every plane of a volume.
@@ -103,12 +128,14 @@ pub struct Stacked {
 
 /// Sorts `planes` along the normal and lays them out in the convention above.
 /// `single_thickness` is the slice spacing used when there is one plane.
+/// `stored` holds the file's pixels for planes given as `Pixels::Stored`.
 pub fn stack(
     grid: &PlaneGrid,
     mut planes: Vec<Plane>,
     single_thickness: f64,
     datatype: Datatype,
     tr_s: Option<f64>,
+    stored: &StoredPixels,
     path: &Path,
 ) -> Result<Stacked, DicomError> {
     let invalid = |detail: String| DicomError::Invalid {
@@ -159,19 +186,51 @@ pub fn stack(
         affine[i][3] = sign * origin[i];
     }
     affine[3][3] = 1.0;
-    let mut data = Vec::with_capacity(rows * cols * n);
-    for plane in &planes {
-        if plane.values.len() != rows * cols {
-            return Err(invalid(format!(
-                "a slice holds {} values, expected {rows} x {cols}",
-                plane.values.len()
-            )));
-        }
-        for row in (0..rows).rev() {
-            data.extend_from_slice(&plane.values[row * cols..(row + 1) * cols]);
+    let plane_len = rows * cols;
+    let mut data = vec![0.0f32; plane_len * n];
+    // Integer values rescaled by finite factors cannot be NaN or infinite: count only otherwise.
+    let mut may_be_non_finite = false;
+    for (plane, out) in planes.iter().zip(data.chunks_exact_mut(plane_len)) {
+        // Stored row r goes to volume row rows - 1 - r (dcm2niix's flip).
+        let rows_out = out.chunks_exact_mut(cols).rev();
+        match &plane.pixels {
+            Pixels::Values(values) => {
+                if values.len() != plane_len {
+                    return Err(invalid(format!(
+                        "a slice holds {} values, expected {rows} x {cols}",
+                        values.len()
+                    )));
+                }
+                may_be_non_finite = true;
+                for (dst, src) in rows_out.zip(values.chunks_exact(cols)) {
+                    dst.copy_from_slice(src);
+                }
+            }
+            &Pixels::Stored {
+                first,
+                row_stride,
+                slope,
+                intercept,
+            } => {
+                let end = first + (rows - 1) * row_stride + cols;
+                if end > stored.len() {
+                    return Err(invalid(format!(
+                        "a slice reaches value {end} of the {} stored",
+                        stored.len()
+                    )));
+                }
+                may_be_non_finite |= !(slope.is_finite() && intercept.is_finite());
+                for (r, dst) in rows_out.enumerate() {
+                    stored.fill_scaled(first + r * row_stride, slope, intercept, dst);
+                }
+            }
         }
     }
-    let non_finite = data.iter().filter(|v| !v.is_finite()).count();
+    let non_finite = if may_be_non_finite || matches!(datatype, Datatype::F32 | Datatype::F64) {
+        data.iter().filter(|v| !v.is_finite()).count()
+    } else {
+        0
+    };
     let slice_times_s = planes
         .iter()
         .map(|p| p.time_s)
@@ -243,7 +302,7 @@ mod tests {
     fn planes_sort_along_the_normal_and_rows_flip() {
         let plane = |z: f64, base: f32| Plane {
             position: [10.0, 20.0, z],
-            values: (0..6).map(|v| base + v as f32).collect(),
+            pixels: Pixels::Values((0..6).map(|v| base + v as f32).collect()),
             time_s: Some(z / 10.0),
         };
         // Given top slice first: stacking must put the lower one at z = 0.
@@ -253,6 +312,7 @@ mod tests {
             1.0,
             Datatype::I16,
             None,
+            &StoredPixels::none(),
             Path::new("t"),
         )
         .unwrap();
@@ -271,7 +331,7 @@ mod tests {
     fn repeated_positions_and_gaps_are_refused() {
         let plane = |z: f64| Plane {
             position: [0.0, 0.0, z],
-            values: vec![0.0; 6],
+            pixels: Pixels::Values(vec![0.0; 6]),
             time_s: None,
         };
         let err = |zs: &[f64]| {
@@ -281,6 +341,7 @@ mod tests {
                 1.0,
                 Datatype::U16,
                 None,
+                &StoredPixels::none(),
                 Path::new("t"),
             )
             .unwrap_err()
