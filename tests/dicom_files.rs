@@ -125,6 +125,7 @@ fn a_real_mosaic_cut_anywhere_is_never_a_volume() {
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)] // matrix indices on both sides
 fn nibabels_mosaic_geometry_for_siemens_dwi_1000() {
     let mut bytes = Vec::new();
     flate2::read::GzDecoder::new(

@@ -82,6 +82,7 @@ fn files(dir: &str) -> Vec<PathBuf> {
     files
 }
 
+#[allow(clippy::needless_range_loop)] // index arithmetic is the point here
 fn invert(a: &[[f64; 4]; 4]) -> [[f64; 4]; 4] {
     // 3x3 inverse by cofactors, then the translation.
     let m = |r: usize, c: usize| a[r][c];

@@ -24,7 +24,7 @@ pub struct AssembleSettings {
 pub enum Assembled {
     Volume {
         index: u32,
-        volume: Stacked,
+        volume: Box<Stacked>,
         /// The volume's last slice file (names it in the log).
         path: PathBuf,
     },
@@ -229,7 +229,7 @@ fn build(index: u32, pending: Pending) -> Assembled {
     ) {
         Ok(volume) => Assembled::Volume {
             index,
-            volume,
+            volume: Box::new(volume),
             path,
         },
         Err(e) => Assembled::Failed {

@@ -75,7 +75,7 @@ pub fn read(
         )));
     }
     let grid_side = (n_slices as f64).sqrt().ceil() as usize;
-    if format.rows % grid_side != 0 || format.cols % grid_side != 0 {
+    if !format.rows.is_multiple_of(grid_side) || !format.cols.is_multiple_of(grid_side) {
         return Err(invalid(format!(
             "{} x {} pixels do not divide into a {grid_side} x {grid_side} grid for {n_slices} slices",
             format.rows, format.cols

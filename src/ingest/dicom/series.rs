@@ -191,7 +191,7 @@ pub fn read_series(
                     index,
                     SeriesVolume {
                         index,
-                        volume,
+                        volume: *volume,
                         files,
                     },
                 );

@@ -165,7 +165,7 @@ impl Worker {
                 index,
                 volume,
                 path,
-            } => self.deliver_stacked(index, volume, &path, seen_ns),
+            } => self.deliver_stacked(index, *volume, &path, seen_ns),
             Assembled::Failed {
                 index,
                 path,
