@@ -65,6 +65,18 @@ fn mr_small_decodes_identically_in_every_supported_transfer_syntax() {
 }
 
 #[test]
+fn jpeg_lossless_decodes_as_pylibjpeg_decodes_it() {
+    // pydicom-data's JPEG-LL.dcm (1.2.840.10008.1.2.4.70, 1024 x 256, signed 16-bit); the
+    // reference figures are pydicom + pylibjpeg's (tests/fixtures/dicom/syntaxes/fetch.py).
+    let (rows, cols, frames, values) = read_pixels(&fixture("syntaxes/JPEG-LL.dcm")).unwrap();
+    assert_eq!((rows, cols, frames), (1024, 256, 1));
+    let sum: i64 = values.iter().map(|&v| v as i64).sum();
+    let squares: i64 = values.iter().map(|&v| (v as i64) * (v as i64)).sum();
+    assert_eq!((sum, squares), (3_596_452, 175_760_492));
+    assert_eq!(values[512 * 256 + 128], 13.0);
+}
+
+#[test]
 fn jpeg_2000_and_jpeg_ls_are_refused_naming_the_syntax() {
     for (name, uid) in [
         ("MR_small_jp2klossless.dcm", "1.2.840.10008.1.2.4.90"),

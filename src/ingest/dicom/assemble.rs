@@ -50,6 +50,30 @@ struct Pending {
     reported: bool,
 }
 
+impl Pending {
+    /// The slice count its slices' headers announce.
+    fn header_count(&self) -> Option<usize> {
+        self.slices
+            .values()
+            .next()
+            .and_then(|(_, s)| s.images_in_acquisition)
+    }
+
+    fn partial(&self, index: u32, expected: Option<usize>) -> Assembled {
+        Assembled::Partial {
+            index,
+            have: self.slices.len(),
+            expected: expected.or(self.header_count()),
+            path: self
+                .slices
+                .values()
+                .last()
+                .map(|(p, _)| p.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 pub struct SliceAssembler {
     settings: AssembleSettings,
     learned: Option<usize>,
@@ -128,22 +152,7 @@ impl SliceAssembler {
             let age = now_ns.saturating_sub(pending.first_ns);
             if age >= timeout_ns && !pending.reported {
                 pending.reported = true;
-                let per_header = pending
-                    .slices
-                    .values()
-                    .next()
-                    .and_then(|(_, s)| s.images_in_acquisition);
-                out.push(Assembled::Partial {
-                    index,
-                    have: pending.slices.len(),
-                    expected: expected.or(per_header),
-                    path: pending
-                        .slices
-                        .values()
-                        .last()
-                        .map(|(p, _)| p.clone())
-                        .unwrap_or_default(),
-                });
+                out.push(pending.partial(index, expected));
             }
             age < timeout_ns.saturating_mul(20)
         });
@@ -165,27 +174,12 @@ impl SliceAssembler {
         let expected = self.configured().or(self.learned);
         let open = std::mem::take(&mut self.open);
         open.into_iter()
-            .map(|(index, pending)| {
-                let header_count = pending
-                    .slices
-                    .values()
-                    .next()
-                    .and_then(|(_, s)| s.images_in_acquisition);
-                match expected.or(header_count) {
-                    Some(n) if pending.slices.len() < n => Assembled::Partial {
-                        index,
-                        have: pending.slices.len(),
-                        expected: Some(n),
-                        path: pending
-                            .slices
-                            .values()
-                            .last()
-                            .map(|(p, _)| p.clone())
-                            .unwrap_or_default(),
-                    },
+            .map(
+                |(index, pending)| match expected.or(pending.header_count()) {
+                    Some(n) if pending.slices.len() < n => pending.partial(index, Some(n)),
                     _ => build(index, pending),
-                }
-            })
+                },
+            )
             .collect()
     }
 }
