@@ -31,6 +31,8 @@ pub struct RunArgs {
 }
 
 pub fn run_cmd(args: RunArgs) -> Result<()> {
+    // The export folder this command made for itself (removed at the end), if any.
+    let mut own_export = None;
     let mut config = match (&args.config, &args.replay) {
         (Some(path), _) => SessionConfig::load(path)?,
         (None, Some(_)) => {
@@ -40,6 +42,7 @@ pub fn run_cmd(args: RunArgs) -> Result<()> {
                 std::process::id(),
                 brainmclip::clock::now_ns()
             ));
+            own_export = Some(config.ingest.dir.clone());
             config
         }
         (None, None) => bail!(
@@ -65,8 +68,12 @@ pub fn run_cmd(args: RunArgs) -> Result<()> {
         (None, None) => String::new(),
     };
     let title = args.window.then(|| format!("brainmclip run: {label}"));
-    let outcome = super::window::run_session(spec, title)?;
-    print_outcome(&outcome);
+    let outcome = super::window::run_session(spec, title);
+    if let Some(dir) = own_export {
+        // Only copies of the recording are in it; the log and QA are in output.dir.
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    print_outcome(&outcome?);
     Ok(())
 }
 
