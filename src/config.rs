@@ -78,6 +78,9 @@ pub struct DecodeConfig {
     /// shows each trial's stimulus beside its reconstruction.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stimuli: Option<PathBuf>,
+    /// Where the projector, the generator and the CLIP towers run: "auto" (a usable CUDA GPU,
+    /// else the CPU), "cpu", "cuda" or "wgpu".
+    pub device: crate::model::device::DeviceChoice,
 }
 
 impl Default for DecodeConfig {
@@ -94,6 +97,7 @@ impl Default for DecodeConfig {
             gallery: None,
             encoder: None,
             stimuli: None,
+            device: crate::model::device::DeviceChoice::Auto,
         }
     }
 }

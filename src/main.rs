@@ -64,6 +64,9 @@ enum Command {
         /// Stop after this many new batches (a rerun resumes).
         #[arg(long)]
         max_batches: Option<usize>,
+        /// Where the vision tower runs.
+        #[arg(long, value_enum, default_value = "auto")]
+        device: brainmclip::model::device::DeviceChoice,
     },
     /// Simulate a subject and a session (BIDS layout, with ground truth): synthetic data.
     Simulate(cli::simulate::SimulateArgs),
@@ -128,6 +131,7 @@ fn main() -> Result<()> {
             layers,
             batch,
             max_batches,
+            device,
         } => {
             let (a, b) = layers
                 .split_once('-')
@@ -141,6 +145,7 @@ fn main() -> Result<()> {
                 batch,
                 max_batches,
                 progress: true,
+                device: brainmclip::model::device::select(device)?,
             };
             let summary = brainmclip::features::compute_features(&job)?;
             println!(

@@ -240,6 +240,7 @@ fn features_of_an_image_folder_are_batched_resumable_and_match_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("features.safetensors");
     let job = FeatureJob {
+        device: brainmclip::model::device::ComputeDevice::Cpu,
         encoder: fixtures().join("tiny-clip"),
         images: fixtures().join("images"),
         out: out.clone(),
@@ -252,6 +253,7 @@ fn features_of_an_image_folder_are_batched_resumable_and_match_the_model() {
     assert_eq!((first.computed_batches, first.complete), (1, false));
     assert!(!out.exists());
     let second = compute_features(&FeatureJob {
+        device: brainmclip::model::device::ComputeDevice::Cpu,
         max_batches: None,
         ..job
     })

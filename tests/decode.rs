@@ -93,3 +93,35 @@ fn a_generator_for_other_features_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn the_start_up_pass_makes_the_first_trial_as_fast_as_the_tenth() {
+    // On a GPU the first image would otherwise pay kernel compilation and autotuning (seconds);
+    // here, on the CPU path, the check is that the pass runs at start-up and the first trial
+    // costs what the others do.
+    let root = tempfile::tempdir().unwrap();
+    let dir = tiny_generator(root.path());
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let generation = Generation::start_into(&dir, &DecodeConfig::default(), 17, 32, 16, move |r| {
+        tx.send((r.trial, std::time::Instant::now())).is_ok()
+    })
+    .unwrap();
+    assert!(generation.warmup_ms() > 0.0, "the start-up pass ran");
+    let mut ms = Vec::new();
+    for id in 0..10 {
+        let offered = std::time::Instant::now();
+        generation.submit(trial(id));
+        let (drawn, at) = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+        assert_eq!(drawn, id);
+        ms.push(at.duration_since(offered).as_secs_f64() * 1e3);
+    }
+    let mut later = ms[1..].to_vec();
+    later.sort_by(f64::total_cmp);
+    let median = later[later.len() / 2];
+    assert!(
+        ms[0] <= 2.0 * median + 5.0,
+        "first trial {:.1} ms, median of the next nine {median:.1} ms",
+        ms[0]
+    );
+    generation.finish();
+}

@@ -41,6 +41,9 @@ pub struct DemoArgs {
     /// Classifier-free guidance scale (1 = none).
     #[arg(long, default_value_t = 1.0)]
     guidance: f64,
+    /// Where the projector, the generator and the CLIP towers run.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: brainmclip::model::device::DeviceChoice,
 }
 
 pub fn demo_cmd(args: DemoArgs) -> Result<()> {
@@ -57,6 +60,7 @@ pub fn demo_cmd(args: DemoArgs) -> Result<()> {
         assets: args.assets,
         steps: args.steps,
         guidance: args.guidance,
+        device: args.device,
     };
     let demo = prepare(&options)?;
     let collected = Arc::new(Mutex::new(Collected::default()));

@@ -4,11 +4,12 @@
 //! CLIP towers). It costs milliseconds, so every trial is decoded. It does not draw images
 //! (`generate`) and owns no thread (`stage`).
 
+use burn::DispatchDevice;
+
+use crate::model::device::{live_device, ComputeDevice, LiveBackend};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use burn::backend::flex::FlexDevice;
-use burn::backend::Flex;
 use serde::Serialize;
 
 use super::retrieval::Gallery;
@@ -28,6 +29,8 @@ pub enum DecodeError {
         path: PathBuf,
         differences: Vec<String>,
     },
+    #[error("decode.device: {0}")]
+    Device(#[from] crate::model::device::DeviceError),
     #[error("decode.generator {generator}: made for {generator_tokens} tokens of width {generator_width} and {generator_dim}-d embeddings, but the calibration predicts {tokens} x {width} and {dim}")]
     Mismatch {
         generator: PathBuf,
@@ -76,7 +79,9 @@ pub struct DecodedTrial {
 }
 
 pub struct Decoder {
-    calibration: Calibration<Flex>,
+    calibration: Calibration<LiveBackend>,
+    compute: ComputeDevice,
+    device: DispatchDevice,
     target: Option<Vec<f32>>,
     gallery: Option<Arc<Gallery>>,
     checked: bool,
@@ -92,8 +97,11 @@ impl Decoder {
         dir: &Path,
         preprocess: &crate::config::PreprocessConfig,
         target: Option<Vec<f32>>,
+        device: ComputeDevice,
     ) -> Result<Decoder, DecodeError> {
-        let calibration = Calibration::load(dir, &FlexDevice)?;
+        let compute = device;
+        let device = live_device(device);
+        let calibration = Calibration::load(dir, &device)?;
         match &calibration.info.preprocess {
             Some(calibrated) => {
                 let differences = calibrated.differences(&SampleSettings::of(preprocess));
@@ -110,8 +118,23 @@ impl Decoder {
                 dir.join("projector.json").display()
             ),
         }
+        // One decode at the live shapes before the first volume (kernels compile and tune at
+        // first use on a GPU).
+        let p = &calibration.info.projector;
+        let started = std::time::Instant::now();
+        calibration.decode(
+            &vec![0.0; p.detail_voxels],
+            &vec![0.0; p.semantic_voxels],
+            &device,
+        );
+        tracing::info!(
+            "projector warmed up on {compute} in {:.1} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
         Ok(Decoder {
             calibration,
+            compute,
+            device,
             target,
             gallery: None,
             checked: false,
@@ -133,7 +156,12 @@ impl Decoder {
         self.target = target;
     }
 
-    pub fn calibration(&self) -> &Calibration<Flex> {
+    /// Where the projector runs.
+    pub fn compute_device(&self) -> ComputeDevice {
+        self.compute
+    }
+
+    pub fn calibration(&self) -> &Calibration<LiveBackend> {
         &self.calibration
     }
 
@@ -146,7 +174,7 @@ impl Decoder {
         }
         let out = self
             .calibration
-            .decode(&s.detail, &s.semantic, &FlexDevice)
+            .decode(&s.detail, &s.semantic, &self.device)
             .pop()
             .unwrap_or_else(|| crate::model::calibration::Decoded {
                 detail_tokens: Vec::new(),
@@ -185,13 +213,20 @@ impl Decoder {
 }
 
 /// The CLIP image embedding of the image file `path` through `encoder`'s vision tower.
-pub fn image_target(encoder: &Path, path: &Path) -> Result<Vec<f32>, DecodeError> {
+pub fn image_target(
+    encoder: &Path,
+    path: &Path,
+    device: ComputeDevice,
+) -> Result<Vec<f32>, DecodeError> {
     let err = |p: &Path, m: String| DecodeError::File {
         path: p.to_owned(),
         message: m,
     };
-    let conditioner = crate::model::conditioner::Conditioner::load(encoder)
-        .map_err(|e| err(encoder, e.to_string()))?;
+    let conditioner = crate::model::conditioner::Conditioner::<LiveBackend>::load_on(
+        encoder,
+        live_device(device),
+    )
+    .map_err(|e| err(encoder, e.to_string()))?;
     super::retrieval::embed_image_files(&conditioner, &[path.to_owned()])
         .map_err(|e| err(path, e.to_string()))?
         .pop()
@@ -199,12 +234,17 @@ pub fn image_target(encoder: &Path, path: &Path) -> Result<Vec<f32>, DecodeError
 }
 
 /// The CLIP text embedding of `text` through `encoder`'s text tower and tokenizer.
-pub fn text_target(encoder: &Path, text: &str) -> Result<Vec<f32>, DecodeError> {
+pub fn text_target(
+    encoder: &Path,
+    text: &str,
+    device: ComputeDevice,
+) -> Result<Vec<f32>, DecodeError> {
     let err = |m: String| DecodeError::File {
         path: encoder.to_owned(),
         message: m,
     };
-    let loaded = crate::model::load::load_clip_text::<Flex>(encoder, &FlexDevice)
+    let device = live_device(device);
+    let loaded = crate::model::load::load_clip_text::<LiveBackend>(encoder, &device)
         .map_err(|e| err(e.to_string()))?;
     let c = &loaded.config;
     let tokenizer = crate::model::tokenizer::ClipTokenizer::from_file(
@@ -215,7 +255,7 @@ pub fn text_target(encoder: &Path, text: &str) -> Result<Vec<f32>, DecodeError> 
     )
     .map_err(|e| err(e.to_string()))?;
     let ids = tokenizer.encode(text).map_err(|e| err(e.to_string()))?;
-    let out = loaded.model.forward(&[ids], &FlexDevice);
+    let out = loaded.model.forward(&[ids], &device);
     let e = out
         .text_embeds
         .ok_or_else(|| err("the text tower has no projection".into()))?;

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use burn::backend::flex::FlexDevice;
-use burn::backend::Flex;
+use burn::DispatchDevice;
+
+use crate::model::device::{live_device, select, LiveBackend};
 use burn::prelude::*;
 use crossbeam_channel::{unbounded, Receiver};
 use serde::Serialize;
@@ -46,6 +47,7 @@ pub struct Generation {
     /// The drawn images, when `start` collects them itself (`finish` returns them).
     collected: Option<Receiver<Reconstruction>>,
     thread: Option<JoinHandle<()>>,
+    warmup_ms: f64,
 }
 
 impl Generation {
@@ -75,8 +77,9 @@ impl Generation {
         dim: usize,
         deliver: impl Fn(Reconstruction) -> bool + Send + 'static,
     ) -> Result<Generation, DecodeError> {
-        let (info, model): (GeneratorInfo, UNet<Flex>) =
-            load_generator(dir, &FlexDevice).map_err(|e| DecodeError::File {
+        let device = live_device(select(config.device)?);
+        let (info, model): (GeneratorInfo, UNet<LiveBackend>) = load_generator(dir, &device)
+            .map_err(|e| DecodeError::File {
                 path: dir.to_owned(),
                 message: e.to_string(),
             })?;
@@ -109,11 +112,23 @@ impl Generation {
             skipped: skipped.clone(),
             deliver: Box::new(deliver),
             model,
+            device,
             size: g.image_size,
             settings,
             tokens,
             width,
         };
+        // Kernels compile and autotune at first use: pay that now, at the live shapes, not on
+        // the first trial.
+        let started = std::time::Instant::now();
+        worker.draw(&vec![0.0; tokens * width], &vec![0.0; dim]);
+        let warmup_ms = started.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(
+            "generator warmed up on {:?} in {warmup_ms:.0} ms ({} steps, guidance {})",
+            worker.device,
+            settings.steps,
+            settings.guidance
+        );
         let thread = std::thread::Builder::new()
             .name("generate".into())
             .spawn(move || worker.run())
@@ -127,6 +142,7 @@ impl Generation {
             skipped,
             collected: None,
             thread: Some(thread),
+            warmup_ms,
         })
     }
 
@@ -138,6 +154,11 @@ impl Generation {
             self.skipped.fetch_add(1, Ordering::SeqCst);
         }
         cv.notify_one();
+    }
+
+    /// How long the start-up pass (one image at the live shapes) took.
+    pub fn warmup_ms(&self) -> f64 {
+        self.warmup_ms
     }
 
     pub fn skipped(&self) -> usize {
@@ -186,7 +207,8 @@ struct Worker {
     stop: Arc<AtomicBool>,
     skipped: Arc<AtomicUsize>,
     deliver: Box<dyn Fn(Reconstruction) -> bool + Send>,
-    model: UNet<Flex>,
+    model: UNet<LiveBackend>,
+    device: DispatchDevice,
     size: usize,
     settings: SamplerSettings,
     tokens: usize,
@@ -194,6 +216,22 @@ struct Worker {
 }
 
 impl Worker {
+    /// One image for these features: CHW values in -1..1.
+    fn draw(&self, tokens: &[f32], embedding: &[f32]) -> Vec<f32> {
+        let cond = Condition {
+            tokens: Tensor::<LiveBackend, 3>::from_data(
+                TensorData::new(tokens.to_vec(), [1, self.tokens, self.width]),
+                &self.device,
+            ),
+            semantic: Tensor::<LiveBackend, 2>::from_data(
+                TensorData::new(embedding.to_vec(), [1, embedding.len()]),
+                &self.device,
+            ),
+        };
+        let image = sample(&self.model, &cond, self.size, self.settings, &self.device);
+        image.into_data().to_vec().unwrap_or_default()
+    }
+
     fn run(self) {
         let mut skipped_seen = 0;
         loop {
@@ -211,19 +249,7 @@ impl Worker {
                     pending = cv.wait(pending).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            let device = FlexDevice;
-            let cond = Condition {
-                tokens: Tensor::<Flex, 3>::from_data(
-                    TensorData::new(trial.tokens.clone(), [1, self.tokens, self.width]),
-                    &device,
-                ),
-                semantic: Tensor::<Flex, 2>::from_data(
-                    TensorData::new(trial.embedding.clone(), [1, trial.embedding.len()]),
-                    &device,
-                ),
-            };
-            let image = sample(&self.model, &cond, self.size, self.settings, &device);
-            let values: Vec<f32> = image.into_data().to_vec().unwrap_or_default();
+            let values = self.draw(&trial.tokens, &trial.embedding);
             let plane = self.size * self.size;
             let rgb: Vec<u8> = (0..plane)
                 .flat_map(|p| {

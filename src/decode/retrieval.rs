@@ -6,8 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::prelude::Backend;
+
 use crate::metrics::cosine;
 use crate::model::conditioner::{embed_images, Conditioner};
+use crate::model::device::{live_device, ComputeDevice, LiveBackend};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RetrievalError {
@@ -41,8 +44,8 @@ pub fn read_rgb8(
 }
 
 /// The encoder's image embeddings of image files (each resized to the encoder's input size).
-pub fn embed_image_files(
-    conditioner: &Conditioner,
+pub fn embed_image_files<B: Backend>(
+    conditioner: &Conditioner<B>,
     paths: &[PathBuf],
 ) -> Result<Vec<Vec<f32>>, RetrievalError> {
     let size = conditioner.image_size;
@@ -90,7 +93,11 @@ pub struct Ranking {
 
 impl Gallery {
     /// Every `.png` / `.jpg` in `dir` (not recursive), embedded through `encoder`.
-    pub fn load(dir: &Path, encoder: &Path) -> Result<Gallery, RetrievalError> {
+    pub fn load(
+        dir: &Path,
+        encoder: &Path,
+        device: ComputeDevice,
+    ) -> Result<Gallery, RetrievalError> {
         let entries = std::fs::read_dir(dir).map_err(|e| err(dir, e))?;
         let mut names: Vec<String> = entries
             .filter_map(Result::ok)
@@ -107,7 +114,8 @@ impl Gallery {
                 "a gallery needs at least two images (.png or .jpg)",
             ));
         }
-        let conditioner = Conditioner::load(encoder).map_err(|e| err(encoder, e))?;
+        let conditioner = Conditioner::<LiveBackend>::load_on(encoder, live_device(device))
+            .map_err(|e| err(encoder, e))?;
         let mut embeddings = Vec::with_capacity(names.len());
         let mut thumbnails = Vec::with_capacity(names.len());
         for chunk in names.chunks(32) {
@@ -196,7 +204,7 @@ mod tests {
     #[test]
     fn a_folder_without_images_is_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
-        let e = Gallery::load(dir.path(), Path::new("no-encoder"))
+        let e = Gallery::load(dir.path(), Path::new("no-encoder"), ComputeDevice::Cpu)
             .err()
             .unwrap();
         assert!(e.to_string().contains("at least two images"), "{e}");

@@ -16,6 +16,7 @@ use super::generate::{Generation, Reconstruction};
 use super::retrieval::Gallery;
 use crate::clock::now_ns;
 use crate::config::SessionConfig;
+use crate::model::device::{select, ComputeDevice};
 use crate::preprocess::trials::Sample;
 
 /// What the stage is given, in the order it must handle it.
@@ -52,6 +53,7 @@ pub struct DecodeSetup {
     decoder: Decoder,
     generator: Option<PathBuf>,
     config: crate::config::DecodeConfig,
+    device: ComputeDevice,
 }
 
 impl DecodeSetup {
@@ -67,15 +69,16 @@ impl DecodeSetup {
                 None => Ok(None),
             };
         };
+        let device = select(d.device)?;
         // Config validation guarantees an encoder wherever a target or gallery is set.
         let target = match (&d.target_text, &d.target_image, &d.encoder) {
-            (Some(text), _, Some(encoder)) => Some(text_target(encoder, text)?),
-            (None, Some(image), Some(encoder)) => Some(image_target(encoder, image)?),
+            (Some(text), _, Some(encoder)) => Some(text_target(encoder, text, device)?),
+            (None, Some(image), Some(encoder)) => Some(image_target(encoder, image, device)?),
             _ => None,
         };
-        let mut decoder = Decoder::load(dir, &config.preprocess, target)?;
+        let mut decoder = Decoder::load(dir, &config.preprocess, target, device)?;
         if let (Some(g), Some(encoder)) = (&d.gallery, &d.encoder) {
-            let gallery = Gallery::load(g, encoder).map_err(|e| DecodeError::File {
+            let gallery = Gallery::load(g, encoder, device).map_err(|e| DecodeError::File {
                 path: g.clone(),
                 message: e.to_string(),
             })?;
@@ -90,7 +93,13 @@ impl DecodeSetup {
             decoder,
             generator: d.generator.clone(),
             config: d.clone(),
+            device,
         }))
+    }
+
+    /// Where the models run.
+    pub fn device(&self) -> ComputeDevice {
+        self.device
     }
 
     pub fn gallery(&self) -> Option<Arc<Gallery>> {
@@ -212,7 +221,7 @@ fn set_target(
             "feedback target {text:?}: decode.encoder is not set: no text tower to embed it"
         ));
     };
-    match text_target(encoder, &text) {
+    match text_target(encoder, &text, decoder.compute_device()) {
         Ok(target) => {
             decoder.set_target(Some(target));
             tracing::info!("feedback target set: {text:?}");

@@ -65,6 +65,8 @@ pub struct DemoOptions {
     pub assets: Option<PathBuf>,
     pub steps: usize,
     pub guidance: f64,
+    /// Where the projector, generator and CLIP towers run (`decode.device`).
+    pub device: crate::model::device::DeviceChoice,
 }
 
 /// A demo ready to run: its session, its replay and what scoring needs.
@@ -168,6 +170,7 @@ pub fn prepare(o: &DemoOptions) -> Result<PreparedDemo, DemoError> {
     d.generator = Some(generator);
     d.steps = o.steps;
     d.guidance = o.guidance;
+    d.device = o.device;
     // The window shows each trial's stimulus and its top-3 among the run's images; the
     // feedback value is the cosine with a text target, as a neurofeedback session would use.
     d.encoder = Some(encoder.clone());

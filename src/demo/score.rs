@@ -78,6 +78,8 @@ pub struct DemoSummary {
     pub speed: String,
     pub steps: usize,
     pub guidance: f64,
+    /// Where the live models ran.
+    pub device: String,
 }
 
 impl std::fmt::Display for DemoSummary {
@@ -165,5 +167,8 @@ pub fn score(
         speed: options.speed.clone(),
         steps: options.steps,
         guidance: options.guidance,
+        device: crate::model::device::select(options.device)
+            .map(|d| d.to_string())
+            .unwrap_or_else(|e| e.to_string()),
     })
 }

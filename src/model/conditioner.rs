@@ -28,18 +28,27 @@ fn file_err(path: &Path, message: impl std::fmt::Display) -> ConditionerError {
     }
 }
 
-/// The encoder the generator is conditioned on, and its detail layers.
-pub struct Conditioner {
-    pub vision: ClipVision<Flex>,
+/// The encoder the generator is conditioned on, and its detail layers, on one device (the CPU
+/// for training jobs; the live device for decoding).
+pub struct Conditioner<B: Backend = Flex> {
+    pub vision: ClipVision<B>,
     pub image_size: usize,
     pub layers: (usize, usize),
+    pub device: B::Device,
 }
 
-impl Conditioner {
-    /// The vision tower in the Hugging Face CLIP folder `dir`; detail layers from its
-    /// `config.json` (blocks 11-20 by default, as for ViT-L/14).
-    pub fn load(dir: &Path) -> Result<Conditioner, ConditionerError> {
-        let loaded = load_clip_vision::<Flex>(dir, &FlexDevice).map_err(|e| file_err(dir, e))?;
+impl Conditioner<Flex> {
+    /// The vision tower in the Hugging Face CLIP folder `dir`, on the CPU; detail layers from
+    /// its `config.json` (blocks 11-20 by default, as for ViT-L/14).
+    pub fn load(dir: &Path) -> Result<Conditioner<Flex>, ConditionerError> {
+        Conditioner::load_on(dir, FlexDevice)
+    }
+}
+
+impl<B: Backend> Conditioner<B> {
+    /// As `load`, on `device`.
+    pub fn load_on(dir: &Path, device: B::Device) -> Result<Conditioner<B>, ConditionerError> {
+        let loaded = load_clip_vision::<B>(dir, &device).map_err(|e| file_err(dir, e))?;
         let path = dir.join("config.json");
         let json: serde_json::Value = std::fs::read_to_string(&path)
             .ok()
@@ -51,6 +60,7 @@ impl Conditioner {
             image_size: loaded.config.image_size,
             vision: loaded.model,
             layers,
+            device,
         })
     }
 
@@ -79,8 +89,8 @@ impl Conditioner {
 
 /// The encoder's image embedding of RGB images (0..1, `size`×`size`), through 8-bit PNG values
 /// and CLIP preprocessing, as for any image.
-pub fn embed_images(
-    conditioner: &Conditioner,
+pub fn embed_images<B: Backend>(
+    conditioner: &Conditioner<B>,
     images: &[Vec<f32>],
     size: usize,
 ) -> Result<Vec<Vec<f32>>, ConditionerError> {
@@ -97,8 +107,10 @@ pub fn embed_images(
         data.extend(processor.process(&rgb));
     }
     let s = conditioner.image_size;
-    let x =
-        Tensor::<Flex, 4>::from_data(TensorData::new(data, [images.len(), 3, s, s]), &FlexDevice);
+    let x = Tensor::<B, 4>::from_data(
+        TensorData::new(data, [images.len(), 3, s, s]),
+        &conditioner.device,
+    );
     let out = conditioner.vision.forward(x, false);
     let e = out
         .image_embeds

@@ -17,6 +17,8 @@ pub enum DeviceChoice {
     Auto,
     Cpu,
     Cuda,
+    /// A GPU through wgpu (Vulkan, Metal, DX12; lavapipe on a machine with only a CPU).
+    Wgpu,
 }
 
 /// The device a job runs on.
@@ -25,6 +27,8 @@ pub enum ComputeDevice {
     Cpu,
     /// CUDA device by ordinal.
     Cuda(usize),
+    /// wgpu's default adapter.
+    Wgpu,
 }
 
 impl std::fmt::Display for ComputeDevice {
@@ -36,6 +40,7 @@ impl std::fmt::Display for ComputeDevice {
                 std::thread::available_parallelism().map_or(1, |n| n.get())
             ),
             ComputeDevice::Cuda(i) => write!(f, "CUDA GPU {i}"),
+            ComputeDevice::Wgpu => write!(f, "wgpu (default adapter)"),
         }
     }
 }
@@ -46,6 +51,8 @@ pub enum DeviceError {
     NotCompiled,
     #[error("--device cuda: no usable CUDA driver (libcuda and libnvrtc must be loadable, e.g. through LD_LIBRARY_PATH, and a GPU present)")]
     NoDriver,
+    #[error("--device wgpu: this binary was built without the `wgpu` feature (rebuild with `cargo build --release --features wgpu`)")]
+    WgpuNotCompiled,
 }
 
 /// True when libcuda and libnvrtc load and at least one GPU is visible. Probed before burn
@@ -73,6 +80,23 @@ pub fn select(choice: DeviceChoice) -> Result<ComputeDevice, DeviceError> {
         DeviceChoice::Cuda if !cfg!(feature = "cuda") => Err(DeviceError::NotCompiled),
         DeviceChoice::Cuda if cuda_usable() => Ok(ComputeDevice::Cuda(0)),
         DeviceChoice::Cuda => Err(DeviceError::NoDriver),
+        DeviceChoice::Wgpu if cfg!(feature = "wgpu") => Ok(ComputeDevice::Wgpu),
+        DeviceChoice::Wgpu => Err(DeviceError::WgpuNotCompiled),
+    }
+}
+
+/// The backend live decoding runs on: burn's dispatch over the backends this binary has, so one
+/// compiled decode path serves the CPU, CUDA and wgpu, chosen at start-up.
+pub type LiveBackend = burn::Dispatch;
+
+/// The dispatch device for a resolved device (`select` only gives compiled ones).
+pub fn live_device(device: ComputeDevice) -> burn::DispatchDevice {
+    match device {
+        #[cfg(feature = "cuda")]
+        ComputeDevice::Cuda(i) => burn::backend::cuda::CudaDevice::new(i).into(),
+        #[cfg(feature = "wgpu")]
+        ComputeDevice::Wgpu => burn::backend::wgpu::WgpuDevice::default().into(),
+        _ => burn::backend::flex::FlexDevice.into(),
     }
 }
 

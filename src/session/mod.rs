@@ -177,6 +177,10 @@ impl Session {
         let (gallery, feedback_label) = setup
             .as_ref()
             .map_or((None, None), |s| (s.gallery(), s.feedback_label()));
+        let device = setup.as_ref().map_or(
+            crate::model::device::ComputeDevice::Cpu,
+            DecodeSetup::device,
+        );
         let (decode_tx, decode_events) = unbounded();
         let decode = setup
             .map(|s| DecodeStage::start(s, decode_tx))
@@ -201,7 +205,7 @@ impl Session {
 
         let started = SessionStarted {
             version: env!("CARGO_PKG_VERSION"),
-            device: crate::model::device::ComputeDevice::Cpu.to_string(),
+            device: device.to_string(),
             tr_s: config.session.tr,
             volumes: (config.session.volumes > 0).then_some(config.session.volumes),
             first_index: config.session.first_index,

@@ -335,6 +335,7 @@ pub fn stimulus_features(
     if !path.exists() {
         std::fs::create_dir_all(&config.out).map_err(|e| file_err(&config.out, e))?;
         compute_features(&FeatureJob {
+            device: crate::model::device::ComputeDevice::Cpu,
             encoder: config.encoder.clone(),
             images: config.bids.join("stimuli"),
             out: path.clone(),
