@@ -187,6 +187,18 @@ fn watch(dir: &Path, volumes: u32, configure: impl FnOnce(&mut SessionConfig)) -
     collect(&ingest, Duration::from_secs(20))
 }
 
+/// Why volume `index` was rejected, if it was.
+fn rejected_reason(events: &[IngestEvent], index: u32) -> Option<String> {
+    events.iter().find_map(|e| match e {
+        IngestEvent::Rejected {
+            index: Some(i),
+            reason,
+            ..
+        } if *i == index => Some(reason.clone()),
+        _ => None,
+    })
+}
+
 #[test]
 fn an_enhanced_volume_with_fewer_frames_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
@@ -198,17 +210,8 @@ fn an_enhanced_volume_with_fewer_frames_is_refused_with_the_reason() {
     std::fs::copy(&partial, dir.path().join("0003_partial.dcm")).unwrap();
     let events = watch(dir.path(), 3, |_| {});
     let picture = summary(&events).join(" ");
-    let reason = events
-        .iter()
-        .find_map(|e| match e {
-            IngestEvent::Rejected {
-                index: Some(3),
-                reason,
-                ..
-            } => Some(reason.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("volume 3 not rejected: {picture}"));
+    let reason =
+        rejected_reason(&events, 3).unwrap_or_else(|| panic!("volume 3 not rejected: {picture}"));
     assert!(
         reason.contains("6 slices") && reason.contains("has 33"),
         "{reason}"
@@ -227,17 +230,8 @@ fn single_slices_that_stop_coming_are_reported_with_their_count() {
     }
     let events = watch(dir.path(), 3, |_| {});
     let picture = summary(&events).join(" ");
-    let reason = events
-        .iter()
-        .find_map(|e| match e {
-            IngestEvent::Rejected {
-                index: Some(2),
-                reason,
-                ..
-            } => Some(reason.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("volume 2 not reported: {picture}"));
+    let reason =
+        rejected_reason(&events, 2).unwrap_or_else(|| panic!("volume 2 not reported: {picture}"));
     assert!(reason.contains("10 of 32 slices"), "{reason}");
     assert_eq!(picture, "v1 r2 v3 end", "{picture}");
 }

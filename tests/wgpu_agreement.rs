@@ -53,8 +53,7 @@ fn demo_projector_on_wgpu_equals_the_cpu() {
 }
 
 #[test]
-#[ignore = "open defect (issue 17): on lavapipe with fusion + autotune the demo UNet's output \
-            differs from the CPU's by up to 1.29; the projector agrees. Run with --ignored."]
+#[ignore = "open defect, issue 17: on lavapipe the UNet output differs from the CPU by up to 1.29"]
 fn one_demo_generator_step_on_wgpu_equals_the_cpu() {
     let dir = root().join("assets/demo-generator");
     let step = |compute: ComputeDevice| -> Vec<f32> {

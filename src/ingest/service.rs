@@ -450,41 +450,39 @@ impl Worker {
     fn deliver(&mut self, volume: Volume) {
         let (index, path, read_ns) = (volume.index, volume.path.clone(), volume.read_ns);
         let geometry = &volume.geometry;
-        {
-            let (ref_path, ref_geometry) = self
-                .reference
-                .get_or_insert_with(|| (path.to_owned(), geometry.clone()));
-            if let Some(diff) = ref_geometry.mismatch(geometry, self.tolerance_mm) {
-                let partial = ref_geometry.dims[..2] == geometry.dims[..2]
-                    && ref_geometry.dims[2] > geometry.dims[2];
-                let reason = if partial {
-                    format!(
-                        "{} slices where {} has {}: a partial volume (an interrupted scan \
-                             writes one); expected every volume complete",
-                        geometry.dims[2],
-                        ref_path.display(),
-                        ref_geometry.dims[2]
-                    )
-                } else {
-                    format!(
-                        "geometry differs from {}: {diff}; expected every volume on one grid",
-                        ref_path.display()
-                    )
-                };
-                self.sequencer
-                    .offer_rejected(Some(index), path.to_owned(), reason, read_ns);
-                return;
-            }
-            self.learn_tr(geometry.tr_s, &path);
-            if volume.non_finite > 0 {
-                warn!(
-                    "{}: {} NaN/Inf voxels (kept, counted)",
-                    path.display(),
-                    volume.non_finite
-                );
-            }
-            self.sequencer.offer_volume(volume, read_ns);
+        let (ref_path, ref_geometry) = self
+            .reference
+            .get_or_insert_with(|| (path.to_owned(), geometry.clone()));
+        if let Some(diff) = ref_geometry.mismatch(geometry, self.tolerance_mm) {
+            let partial = ref_geometry.dims[..2] == geometry.dims[..2]
+                && ref_geometry.dims[2] > geometry.dims[2];
+            let reason = if partial {
+                format!(
+                    "{} slices where {} has {}: a partial volume (an interrupted scan writes \
+                     one); expected every volume complete",
+                    geometry.dims[2],
+                    ref_path.display(),
+                    ref_geometry.dims[2]
+                )
+            } else {
+                format!(
+                    "geometry differs from {}: {diff}; expected every volume on one grid",
+                    ref_path.display()
+                )
+            };
+            self.sequencer
+                .offer_rejected(Some(index), path.to_owned(), reason, read_ns);
+            return;
         }
+        self.learn_tr(geometry.tr_s, &path);
+        if volume.non_finite > 0 {
+            warn!(
+                "{}: {} NaN/Inf voxels (kept, counted)",
+                path.display(),
+                volume.non_finite
+            );
+        }
+        self.sequencer.offer_volume(volume, read_ns);
     }
 
     /// Takes the TR for deadlines from a header when the session gives none.

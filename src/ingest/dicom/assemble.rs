@@ -50,6 +50,16 @@ struct Pending {
     reported: bool,
 }
 
+impl Assembled {
+    /// Why a `Partial` volume is not a volume, for the log and errors.
+    pub fn partial_reason(index: u32, have: usize, expected: Option<usize>) -> String {
+        format!(
+            "volume {index}: {have} of {} slices; the rest never came",
+            expected.map_or("its".to_string(), |n| n.to_string())
+        )
+    }
+}
+
 impl Pending {
     /// The slice count its slices' headers announce.
     fn header_count(&self) -> Option<usize> {

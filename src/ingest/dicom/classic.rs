@@ -11,10 +11,10 @@ use std::path::Path;
 use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 
-use super::attrs::{fixed, integer, number, private_numbers, seconds_of_day, text, UnFormat};
+use super::attrs::{integer, number, private_numbers, seconds_of_day, text, UnFormat};
 use super::pixels::{PixelFormat, StoredPixels};
 use super::stack::{Pixels, Plane, PlaneGrid};
-use super::{top_level_tr_s, DicomError};
+use super::{top_level_plane, top_level_tr_s, DicomError};
 use crate::ingest::Datatype;
 
 /// One slice, ready to be grouped into its volume.
@@ -75,16 +75,10 @@ pub fn read(
             format.frames
         )));
     }
-    let iop = fixed::<6>(obj, tags::IMAGE_ORIENTATION_PATIENT)
-        .ok_or_else(|| invalid("ImageOrientationPatient is missing".into()))?;
-    let spacing = fixed::<2>(obj, tags::PIXEL_SPACING)
-        .ok_or_else(|| invalid("PixelSpacing is missing".into()))?;
-    let position = fixed::<3>(obj, tags::IMAGE_POSITION_PATIENT)
-        .ok_or_else(|| invalid("ImagePositionPatient is missing".into()))?;
     let instance = integer(obj, tags::INSTANCE_NUMBER).ok_or_else(|| {
         invalid("InstanceNumber is missing; expected it to order the slices".into())
     })?;
-    let grid = PlaneGrid::new(format.rows, format.cols, iop, spacing, path)?;
+    let (grid, position) = top_level_plane(obj, format.rows, format.cols, path)?;
     let slope = number(obj, tags::RESCALE_SLOPE).unwrap_or(1.0) as f32;
     let intercept = number(obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0) as f32;
     let n = format.frame_len();

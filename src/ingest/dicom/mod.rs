@@ -229,6 +229,7 @@ pub fn read_bytes_of(
         .and_then(|format| Some((format, pixels::native_tail(bytes, &header_obj, &format)?)));
     let (obj, format, stored) = match fast {
         Some((format, raw)) => {
+            check_size(&format, path, max_voxels)?;
             let stored = pixels::StoredPixels::LittleEndian {
                 bytes: raw,
                 datatype: format.datatype,
@@ -250,7 +251,6 @@ pub fn read_bytes_of(
             (obj, format, pixels::StoredPixels::Values(values))
         }
     };
-    check_size(&format, path, max_voxels)?;
     let header = file_header(&obj);
     let content = match header.layout {
         Layout::Mosaic => mosaic::read(&obj, &format, &stored, path)?,
@@ -349,6 +349,27 @@ fn volume_index(obj: &DefaultDicomObject, path: &Path) -> Result<u32, DicomError
             path: path.to_owned(),
             detail: "neither InstanceNumber nor AcquisitionNumber gives the volume's index".into(),
         })
+}
+
+/// The in-plane grid (rows x cols) and the first voxel's position from the top-level
+/// ImageOrientationPatient, PixelSpacing and ImagePositionPatient (mosaic and single slices).
+fn top_level_plane(
+    obj: &DefaultDicomObject,
+    rows: usize,
+    cols: usize,
+    path: &Path,
+) -> Result<(PlaneGrid, [f64; 3]), DicomError> {
+    let missing = |name: &str| DicomError::Invalid {
+        path: path.to_owned(),
+        detail: format!("{name} is missing"),
+    };
+    let iop = attrs::fixed::<6>(obj, tags::IMAGE_ORIENTATION_PATIENT)
+        .ok_or_else(|| missing("ImageOrientationPatient"))?;
+    let spacing =
+        attrs::fixed::<2>(obj, tags::PIXEL_SPACING).ok_or_else(|| missing("PixelSpacing"))?;
+    let position = attrs::fixed::<3>(obj, tags::IMAGE_POSITION_PATIENT)
+        .ok_or_else(|| missing("ImagePositionPatient"))?;
+    Ok((PlaneGrid::new(rows, cols, iop, spacing, path)?, position))
 }
 
 /// TR in seconds from RepetitionTime (ms) at the top level.

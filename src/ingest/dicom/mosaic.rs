@@ -13,11 +13,11 @@ use std::path::Path;
 use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 
-use super::attrs::{fixed, number, private_bytes, private_numbers, UnFormat};
+use super::attrs::{number, private_bytes, private_numbers, UnFormat};
 use super::csa::CsaHeader;
 use super::pixels::{PixelFormat, StoredPixels};
-use super::stack::{dot, stack, Pixels, Plane, PlaneGrid};
-use super::{top_level_tr_s, volume_index, Content, DicomError};
+use super::stack::{dot, stack, Pixels, Plane};
+use super::{top_level_plane, top_level_tr_s, volume_index, Content, DicomError};
 
 const CSA_CREATOR: &str = "SIEMENS CSA HEADER";
 const MR_HEADER_CREATOR: &str = "SIEMENS MR HEADER";
@@ -82,13 +82,7 @@ pub fn read(
         )));
     }
     let (tile_rows, tile_cols) = (format.rows / grid_side, format.cols / grid_side);
-    let iop = fixed::<6>(obj, tags::IMAGE_ORIENTATION_PATIENT)
-        .ok_or_else(|| invalid("ImageOrientationPatient is missing".into()))?;
-    let spacing = fixed::<2>(obj, tags::PIXEL_SPACING)
-        .ok_or_else(|| invalid("PixelSpacing is missing".into()))?;
-    let ipp = fixed::<3>(obj, tags::IMAGE_POSITION_PATIENT)
-        .ok_or_else(|| invalid("ImagePositionPatient is missing".into()))?;
-    let grid = PlaneGrid::new(tile_rows, tile_cols, iop, spacing, path)?;
+    let (grid, ipp) = top_level_plane(obj, tile_rows, tile_cols, path)?;
     let normal = match csa.as_ref().and_then(CsaHeader::slice_normal) {
         Some(snv) => {
             let along = dot(snv, grid.normal());

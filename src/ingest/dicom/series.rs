@@ -210,10 +210,7 @@ pub fn read_series(
             } => {
                 return Err(DicomError::Invalid {
                     path,
-                    detail: format!(
-                        "volume {index} has {have} slices, expected {}",
-                        expected.map_or("more".into(), |n| n.to_string())
-                    ),
+                    detail: Assembled::partial_reason(index, have, expected),
                 })
             }
         }

@@ -180,10 +180,7 @@ impl Worker {
                 expected,
                 path,
             } => {
-                let reason = format!(
-                    "volume {index}: {have} of {} slices by its deadline; the rest never came",
-                    expected.map_or("its".to_string(), |n| n.to_string())
-                );
+                let reason = Assembled::partial_reason(index, have, expected);
                 self.sequencer
                     .offer_rejected(Some(index), path, reason, now_ns());
             }
