@@ -48,6 +48,10 @@ fn session_config(bids: &Path, bold: &Path, sim: &SimConfig, out: &Path) -> Sess
     c.session.volumes = sim.volumes_per_run as u32;
     c.ingest.dir = out.join("export");
     c.ingest.poll_interval_ms = 20;
+    // At 20x a TR is 75 ms; the default 1.5 TR deadline leaves 37 ms of slack, which a loaded
+    // 2-core CI machine (the generator drawing in the same process) can overrun, declaring a
+    // volume that was merely slow missing. Four TRs still find the dropped volume quickly.
+    c.ingest.deadline_tr = 4.0;
     let p = &mut c.preprocess;
     p.dummy_scans = sim.dummy_scans as u32;
     p.labels = Some(sub.join(format!("anat/sub-{}_desc-visual_dseg.nii.gz", sim.subject)));
