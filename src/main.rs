@@ -80,6 +80,8 @@ enum Command {
     Calibrate(cli::calibrate::CalibrateArgs),
     /// Score calibrations on their held-out test trials, side by side.
     Eval(cli::calibrate::EvalArgs),
+    /// Serve burn-collective's orchestrator for a training run across several machines.
+    Orchestrator(cli::cluster::OrchestratorArgs),
     /// The live daemon: watch the export directory named in the session file.
     Run(cli::run::RunArgs),
 }
@@ -124,6 +126,7 @@ fn main() -> Result<()> {
         Command::TrainGenerator(args) => cli::train_generator::train_generator_cmd(args)?,
         Command::Calibrate(args) => cli::calibrate::calibrate_cmd(args)?,
         Command::Eval(args) => cli::calibrate::eval_cmd(args)?,
+        Command::Orchestrator(args) => cli::cluster::orchestrator_cmd(args)?,
         Command::Features {
             encoder,
             images,

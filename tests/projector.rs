@@ -6,8 +6,10 @@ use burn::backend::flex::FlexDevice;
 use burn::backend::{Autodiff, Flex};
 
 use brainmclip::model::calibration::{Calibration, CalibrationInfo, Normalisation};
+use brainmclip::model::device::ComputeDevice;
 use brainmclip::model::projector::ProjectorConfig;
 use brainmclip::train::calibrate::{CalibrateConfig, TrainSettings};
+use brainmclip::train::parallel::Peer;
 use brainmclip::train::projector_train::{train_projector, DataShape, Dataset};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -165,7 +167,9 @@ fn training_lowers_the_validation_loss_and_resumes() {
         out.path(),
         false,
         &FlexDevice,
+        &Peer::solo(ComputeDevice::Cpu),
     )
+    .unwrap()
     .unwrap();
     let first = report.log[0].validation;
     assert_eq!(report.epochs_run, 30);
@@ -192,7 +196,9 @@ fn training_lowers_the_validation_loss_and_resumes() {
         out.path(),
         false,
         &FlexDevice,
+        &Peer::solo(ComputeDevice::Cpu),
     )
+    .unwrap()
     .unwrap();
     assert_eq!(again.resumed_from, 30);
     assert_eq!(again.best_validation, report.best_validation);
@@ -207,6 +213,7 @@ fn training_lowers_the_validation_loss_and_resumes() {
         out.path(),
         false,
         &FlexDevice,
+        &Peer::solo(ComputeDevice::Cpu),
     ) {
         Ok(_) => panic!("a checkpoint with other settings must be refused"),
         Err(e) => e.to_string(),

@@ -12,7 +12,7 @@ use brainmclip::model::calibration::Calibration;
 use brainmclip::train::calibrate::{
     collect_responses, stimulus_features, CalibrateConfig, TargetMode,
 };
-use brainmclip::train::calibrate_run::run_calibration;
+use brainmclip::train::calibrate_run::run_calibration_on;
 use brainmclip::train::evaluate::{evaluate_decoding, single_object_positions, DecodingReport};
 
 #[derive(clap::Args)]
@@ -34,6 +34,8 @@ pub struct CalibrateArgs {
     /// Only redraw `loss.png` from the `report.json` already in the output folder.
     #[arg(long)]
     plot_only: bool,
+    #[command(flatten)]
+    cluster: super::cluster::ClusterArgs,
 }
 
 fn load(
@@ -77,7 +79,11 @@ pub fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
     if let Some(d) = args.device {
         config.device = d;
     }
-    let report = run_calibration(&config, true)?;
+    let cluster = args.cluster.cluster(config.device)?;
+    let Some(report) = run_calibration_on(&config, &cluster, true)? else {
+        println!("training done on {cluster}; the node of rank 0 writes the calibration");
+        return Ok(());
+    };
     for (part, count) in &report.parameters {
         println!("  {part:<24} {count:>10} parameters");
     }

@@ -2,6 +2,7 @@
 //! per family of jobs.
 
 pub mod calibrate;
+pub mod cluster;
 pub mod demo;
 pub mod dicom;
 pub mod replay;

@@ -44,12 +44,16 @@ pub struct TrainGeneratorArgs {
     /// Where the network trains: auto (a CUDA GPU when usable), cpu or cuda.
     #[arg(long, value_enum, default_value = "auto")]
     device: brainmclip::model::device::DeviceChoice,
+    #[command(flatten)]
+    cluster: super::cluster::ClusterArgs,
 }
 
 pub fn train_generator_cmd(args: TrainGeneratorArgs) -> Result<()> {
     use brainmclip::model::conditioner::Conditioner;
     use brainmclip::model::generator::files::load_generator;
-    use brainmclip::train::generator::{train_generator, GeneratorJob, GeneratorTrainConfig};
+    use brainmclip::train::generator::{
+        train_generator_parallel, GeneratorJob, GeneratorTrainConfig,
+    };
     let mut config: GeneratorTrainConfig =
         settings_file(args.config.as_deref(), "a generator training config")?;
     if let Some(s) = args.steps {
@@ -60,15 +64,23 @@ pub fn train_generator_cmd(args: TrainGeneratorArgs) -> Result<()> {
     }
     if !args.eval_only {
         let started = Instant::now();
-        let summary = train_generator(&GeneratorJob {
-            encoder: args.encoder.clone(),
-            config: config.clone(),
-            init: args.init.clone(),
-            out: args.out.clone(),
-            max_steps: args.max_steps,
-            progress: true,
-            device: args.device,
-        })?;
+        let cluster = args.cluster.cluster(args.device)?;
+        let summary = train_generator_parallel(
+            &GeneratorJob {
+                encoder: args.encoder.clone(),
+                config: config.clone(),
+                init: args.init.clone(),
+                out: args.out.clone(),
+                max_steps: args.max_steps,
+                progress: true,
+                device: args.device,
+            },
+            &cluster,
+        )?;
+        let Some(summary) = summary else {
+            println!("training done on {cluster}; the node of rank 0 writes the generator");
+            return Ok(());
+        };
         let last: Vec<f32> = summary.losses.iter().rev().take(50).map(|l| l.1).collect();
         println!(
             "steps {} of {} (resumed from {}), {} parameters, {:.2} s/step, mean loss of the last 50 {:.4}, {:.0} s",

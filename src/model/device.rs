@@ -112,6 +112,12 @@ macro_rules! with_train_backend {
                 let $dev = burn::backend::cuda::CudaDevice::new(i);
                 $body
             }
+            #[cfg(feature = "wgpu")]
+            $crate::model::device::ComputeDevice::Wgpu => {
+                type $B = burn::backend::Autodiff<burn::backend::Wgpu>;
+                let $dev = burn::backend::wgpu::WgpuDevice::default();
+                $body
+            }
             _ => {
                 type $B = burn::backend::Autodiff<burn::backend::Flex>;
                 let $dev = burn::backend::flex::FlexDevice;

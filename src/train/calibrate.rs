@@ -30,6 +30,8 @@ pub enum CalibrateError {
     Preprocess(#[from] crate::preprocess::stage::PreprocessError),
     #[error(transparent)]
     Device(#[from] crate::model::device::DeviceError),
+    #[error(transparent)]
+    Parallel(#[from] super::parallel::ParallelError),
 }
 
 pub(crate) fn file_err(path: &Path, message: impl std::fmt::Display) -> CalibrateError {

@@ -16,6 +16,7 @@ use super::calibrate::{
     collect_responses, file_err, stimulus_features, CalibrateConfig, CalibrateError, Response,
 };
 use super::evaluate::{evaluate_decoding, single_object_positions, DecodingReport};
+use super::parallel::{run_peers, Cluster};
 use super::plot::{plot_lines, Chart, Series};
 use super::projector_train::{train_projector, DataShape, Dataset, EpochLog, TrainReport};
 use crate::features::FeatureSet;
@@ -124,11 +125,25 @@ fn fit_normalisation(
     })
 }
 
-/// Calibrates and evaluates; everything lands in `config.out`.
+/// Calibrates and evaluates on `config.device`; everything lands in `config.out`.
 pub fn run_calibration(
     config: &CalibrateConfig,
     progress: bool,
 ) -> Result<CalibrationReport, CalibrateError> {
+    let cluster = Cluster::single(crate::model::device::select(config.device)?);
+    run_calibration_on(config, &cluster, progress)?.ok_or_else(|| {
+        CalibrateError::Invalid("a one-device calibration always has a lead peer".into())
+    })
+}
+
+/// Calibrates on `cluster` (data-parallel when it has several devices or machines) and
+/// evaluates. The process holding the lead peer writes everything to `config.out` and returns
+/// the report; the other machines return None once training is done.
+pub fn run_calibration_on(
+    config: &CalibrateConfig,
+    cluster: &Cluster,
+    progress: bool,
+) -> Result<Option<CalibrationReport>, CalibrateError> {
     let started = std::time::Instant::now();
     let layers = config.layers()?;
     let features = stimulus_features(config, layers)?;
@@ -153,17 +168,23 @@ pub fn run_calibration(
         token_rank: config.model.token_rank,
         semantic_dim: s.dim,
     };
-    let device = crate::model::device::select(config.device)?;
-    tracing::info!("training the projector on {device}");
-    let (model, training) = crate::with_train_backend!(device, |B, dev| train_projector::<B>(
-        config,
-        &projector,
-        &train,
-        &validation,
-        &config.out,
-        progress,
-        &dev,
-    ))?;
+    tracing::info!("training the projector on {cluster}");
+    let mut results = run_peers(cluster, |peer| {
+        crate::with_train_backend!(peer.device, |B, dev| train_projector::<B>(
+            config,
+            &projector,
+            &train,
+            &validation,
+            &config.out,
+            progress,
+            &dev,
+            peer,
+        ))
+    })?;
+    let Some((model, training)) = results.swap_remove(0) else {
+        tracing::info!("training done; the lead node writes the calibration");
+        return Ok(None);
+    };
     let parameters = model
         .parameter_counts()
         .into_iter()
@@ -196,7 +217,7 @@ pub fn run_calibration(
         &positions,
     )?;
     let report = CalibrationReport {
-        device: device.to_string(),
+        device: cluster.to_string(),
         targets: info.targets.clone(),
         detail_layers: layers,
         train_trials: train.len(),
@@ -211,7 +232,7 @@ pub fn run_calibration(
     let text = serde_json::to_string_pretty(&report).map_err(|e| file_err(&path, e))?;
     crate::atomic::write_atomic(&path, text.as_bytes()).map_err(|e| file_err(&path, e))?;
     plot_losses(&report.training.log, &config.out.join("loss.png"))?;
-    Ok(report)
+    Ok(Some(report))
 }
 
 /// `loss.png`: the weighted training loss, the two streams' early-stopping scores and every

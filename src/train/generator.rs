@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint;
 use super::degrade::{degrade, random_degradation, Degradation, FeatureStats};
 use super::encoder::{pixels_tensor, training_stimuli};
+use super::parallel::{run_peers, stable_param_ids, Cluster, ParallelError, Peer};
 use crate::model::conditioner::{Conditioner, ConditionerError};
 use crate::model::generator::files::{
     load_generator, save_generator, GeneratorFileError, GeneratorInfo,
@@ -45,6 +46,8 @@ pub enum GeneratorError {
     File { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Parallel(#[from] ParallelError),
 }
 
 pub(crate) fn file_err(path: &Path, message: impl std::fmt::Display) -> GeneratorError {
@@ -209,19 +212,47 @@ pub struct GeneratorSummary {
 pub fn train_generator(job: &GeneratorJob) -> Result<GeneratorSummary, GeneratorError> {
     let device = crate::model::device::select(job.device)
         .map_err(|e| GeneratorError::Invalid(e.to_string()))?;
-    tracing::info!("training the generator on {device}");
-    crate::with_train_backend!(device, |B, dev| train_generator_on::<B>(job, &dev))
+    train_generator_parallel(job, &Cluster::single(device))?.ok_or_else(|| {
+        GeneratorError::Invalid("a one-device training always has a lead peer".into())
+    })
+}
+
+/// Trains data-parallel on `cluster` (`job.device` is not used). Each step's batch is split
+/// across the peers. The process holding the lead peer writes the checkpoints and the
+/// generator and returns the summary; the other machines return None.
+pub fn train_generator_parallel(
+    job: &GeneratorJob,
+    cluster: &Cluster,
+) -> Result<Option<GeneratorSummary>, GeneratorError> {
+    tracing::info!("training the generator on {cluster}");
+    let mut results = run_peers(cluster, |peer| {
+        crate::with_train_backend!(peer.device, |B, dev| train_generator_on::<B>(
+            job, &dev, peer
+        ))
+    })?;
+    Ok(if cluster.is_lead_process() {
+        Some(results.swap_remove(0))
+    } else {
+        None
+    })
 }
 
 fn train_generator_on<B: AutodiffBackend>(
     job: &GeneratorJob,
     device: &B::Device,
+    peer: &Peer,
 ) -> Result<GeneratorSummary, GeneratorError> {
     let config = &job.config;
     if config.batch < 2 || config.steps == 0 || config.checkpoint_every == 0 {
         return Err(GeneratorError::Invalid(
             "batch >= 2, steps >= 1, checkpoint_every >= 1".into(),
         ));
+    }
+    if config.batch < peer.world {
+        return Err(GeneratorError::Invalid(format!(
+            "batch {} is smaller than the {} data-parallel peers: each needs a row",
+            config.batch, peer.world
+        )));
     }
     let conditioner = Conditioner::load(&job.encoder)?;
     let stats = FeatureStats::reference(&conditioner)?;
@@ -254,11 +285,15 @@ fn train_generator_on<B: AutodiffBackend>(
     };
     let fresh = crate::model::device::transfer::<Flex, B, _, _>(
         on_cpu,
-        info.generator.init::<B>(device),
+        // Built under the seeding lock too: an unlocked init here would draw from the
+        // backend's random stream while another peer's thread is drawing its seeded weights.
+        crate::model::seeded_init(device, config.seed, || info.generator.init::<B>(device)),
         device,
     )
     .map_err(|e| GeneratorError::Invalid(format!("moving the generator to {device:?}: {e}")))?;
+    let fresh = stable_param_ids(fresh);
     let parameters = fresh.num_params();
+    let _member = peer.join::<B::InnerBackend>(device)?;
     let adamw = || -> Optim<B> {
         AdamWConfig::new()
             .with_weight_decay(1e-4)
@@ -282,19 +317,27 @@ fn train_generator_on<B: AutodiffBackend>(
     };
     let full = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
     let ema_path = dir.join("ema");
-    let (mut model, mut optim, mut state) =
-        match checkpoint::load(&dir, fresh.clone(), adamw(), device, accept).map_err(ckpt)? {
-            Some(found) => found,
-            None => (
-                fresh,
-                adamw(),
-                State {
-                    info: info.clone(),
-                    step: 0,
-                    losses: Vec::new(),
-                },
-            ),
-        };
+    let loaded = checkpoint::load(&dir, fresh.clone(), adamw(), device, accept);
+    if !peer.all_ok::<B::InnerBackend>(loaded.is_ok(), device)? {
+        loaded.map_err(ckpt)?;
+        return Err(ParallelError::Collective {
+            peer: peer.rank,
+            message: "another peer could not load its checkpoint".into(),
+        }
+        .into());
+    }
+    let (mut model, mut optim, mut state) = match loaded.map_err(ckpt)? {
+        Some(found) => found,
+        None => (
+            fresh,
+            adamw(),
+            State {
+                info: info.clone(),
+                step: 0,
+                losses: Vec::new(),
+            },
+        ),
+    };
     let mut ema: UNet<B::InnerBackend> = if state.step > 0 {
         info.generator
             .init::<B::InnerBackend>(device)
@@ -304,10 +347,19 @@ fn train_generator_on<B: AutodiffBackend>(
         model.valid()
     };
     let resumed_from = state.step;
+    peer.same_everywhere::<B::InnerBackend>(
+        resumed_from as f64,
+        "the step to resume from",
+        device,
+    )?;
     let end = job
         .max_steps
         .map_or(config.steps, |m| (resumed_from + m).min(config.steps));
-    let bar = super::progress_bar(job.progress, config.steps as u64, "train-generator");
+    let bar = super::progress_bar(
+        job.progress && peer.is_lead(),
+        config.steps as u64,
+        "train-generator",
+    );
     bar.set_position(resumed_from as u64);
     let started = std::time::Instant::now();
     for step in resumed_from..end {
@@ -315,32 +367,43 @@ fn train_generator_on<B: AutodiffBackend>(
             config.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ step as u64,
         );
         let stimuli = training_stimuli(config.seed.wrapping_add(1_000_003), step, config.batch);
+        // Conditions, times and noise are drawn for the whole batch, then this peer takes its
+        // rows: every row gets the same draws however the batch is split.
         let cond = augment(condition(&conditioner, &stimuli)?, &stats, config, &mut rng);
+        let mine = peer.rows(config.batch);
+        let rows = mine.start..mine.end;
         let cond = Condition {
-            tokens: to_device::<B, 3>(cond.tokens, device),
-            semantic: to_device::<B, 2>(cond.semantic, device),
+            tokens: to_device::<B, 3>(cond.tokens.slice([rows.clone()]), device),
+            semantic: to_device::<B, 2>(cond.semantic.slice([rows.clone()]), device),
         };
-        let x0 = image_tensor::<B>(&stimuli, config.image_size, device);
+        let x0 = image_tensor::<B>(&stimuli[rows.clone()], config.image_size, device);
         let times: Vec<f64> = (0..config.batch).map(|_| rng.random::<f64>()).collect();
-        let (a, s) = scales::<B>(&times, device);
-        let eps = seeded_noise::<B>(x0.dims(), rng.random(), device);
+        let times = &times[rows.clone()];
+        let (a, s) = scales::<B>(times, device);
+        let [_, c, h, w] = x0.dims();
+        let eps =
+            seeded_noise::<B>([config.batch, c, h, w], rng.random(), device).slice([rows.clone()]);
         let xt = x0.clone() * a.clone() + eps.clone() * s.clone();
         let v = eps * a - x0 * s;
         let t = Tensor::<B, 1>::from_data(
             TensorData::new(
                 times.iter().map(|&t| t as f32).collect::<Vec<f32>>(),
-                [config.batch],
+                [times.len()],
             ),
             device,
         );
-        let loss = (model.forward(xt, t, &cond) - v).powi_scalar(2).mean();
-        let value = loss.clone().into_scalar().elem::<f32>();
+        let loss = (model.forward(xt, t, &cond) - v).powi_scalar(2).mean()
+            * peer.loss_weight(config.batch);
+        let value = loss.clone().into_scalar().elem::<f64>();
+        // The whole batch's loss, the same on every peer (so all stop together on a NaN).
+        let value = peer.mean::<B::InnerBackend>(&[value], device)?[0] as f32;
         if !value.is_finite() {
             return Err(GeneratorError::Invalid(format!(
                 "loss became {value} at step {step}"
             )));
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grads = peer.reduce_grads::<B>(grads)?;
         let lr = config.learning_rate
             * if step < config.warmup_steps {
                 (step + 1) as f64 / config.warmup_steps as f64
@@ -358,12 +421,26 @@ fn train_generator_on<B: AutodiffBackend>(
         bar.set_message(format!("loss {value:.4}"));
         bar.inc(1);
         if state.step % config.checkpoint_every == 0 || state.step == end {
-            let _ = std::fs::remove_file(ema_path.with_extension("mpk"));
-            std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
-            ema.clone()
-                .save_file(&ema_path, &full)
-                .map_err(|e| file_err(&ema_path, e))?;
-            checkpoint::save(&dir, &model, &optim, &state).map_err(ckpt)?;
+            let written = if peer.is_lead() {
+                (|| {
+                    let _ = std::fs::remove_file(ema_path.with_extension("mpk"));
+                    std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
+                    ema.clone()
+                        .save_file(&ema_path, &full)
+                        .map_err(|e| file_err(&ema_path, e))?;
+                    checkpoint::save(&dir, &model, &optim, &state).map_err(ckpt)
+                })()
+            } else {
+                Ok(())
+            };
+            if !peer.all_ok::<B::InnerBackend>(written.is_ok(), device)? {
+                written?;
+                return Err(ParallelError::Collective {
+                    peer: peer.rank,
+                    message: "the lead peer could not write the checkpoint; stopping".into(),
+                }
+                .into());
+            }
         }
     }
     bar.finish();
@@ -374,7 +451,7 @@ fn train_generator_on<B: AutodiffBackend>(
         0.0
     };
     let complete = state.step >= config.steps;
-    if complete {
+    if complete && peer.is_lead() {
         save_generator(&job.out, &info, &ema)?;
     }
     Ok(GeneratorSummary {

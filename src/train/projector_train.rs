@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::calibrate::{CalibrateConfig, CalibrateError};
 use super::checkpoint;
+use super::parallel::{stable_param_ids, ParallelError, Peer};
 use crate::model::loss::projector_loss;
 use crate::model::projector::{Projector, ProjectorConfig};
 
@@ -207,9 +208,11 @@ fn validate<B: Backend>(
 }
 
 /// Trains the projector on `train`, early-stopping on `validation`; checkpoints in
-/// `out/checkpoint`, on `device`. The weights start from the seed drawn on the CPU, so every
-/// device starts from the same model. Returns the best model (evaluation mode, on the CPU)
-/// and the report.
+/// `out/checkpoint`, on `device`, as `peer` of a data-parallel run (`Peer::solo` alone). The
+/// weights start from the seed drawn on the CPU, so every device starts from the same model.
+/// The lead peer returns the best model (evaluation mode, on the CPU) and the report; the
+/// others return None (only the lead writes files).
+#[allow(clippy::too_many_arguments)]
 pub fn train_projector<B: AutodiffBackend>(
     config: &CalibrateConfig,
     projector: &ProjectorConfig,
@@ -218,7 +221,8 @@ pub fn train_projector<B: AutodiffBackend>(
     out: &Path,
     progress: bool,
     device: &B::Device,
-) -> Result<(Projector<Flex>, TrainReport), CalibrateError> {
+    peer: &Peer,
+) -> Result<Option<(Projector<Flex>, TrainReport)>, CalibrateError> {
     let t = &config.train;
     // Everything that decides the weights; a checkpoint made with other settings is refused.
     let settings = serde_json::json!({
@@ -229,10 +233,16 @@ pub fn train_projector<B: AutodiffBackend>(
         crate::model::seeded_init(&FlexDevice, t.seed, || projector.init::<Flex>(&FlexDevice));
     let fresh = crate::model::device::transfer::<Flex, B, _, _>(
         on_cpu,
-        projector.init::<B>(device),
+        // Built under the seeding lock too: an unlocked init here would draw from the
+        // backend's random stream while another peer's thread is drawing its seeded weights.
+        crate::model::seeded_init(device, t.seed, || projector.init::<B>(device)),
         device,
     )
     .map_err(|e| CalibrateError::Invalid(format!("moving the projector to {device:?}: {e}")))?;
+    let fresh = stable_param_ids(fresh);
+    let noise = Normal::new(0.0f32, t.input_noise.max(0.0) as f32)
+        .map_err(|e| CalibrateError::Invalid(format!("train.input_noise: {e}")))?;
+    let _member = peer.join::<B::InnerBackend>(device)?;
     let adamw = || -> Optim<B> {
         AdamWConfig::new()
             .with_weight_decay(t.weight_decay as f32)
@@ -251,29 +261,42 @@ pub fn train_projector<B: AutodiffBackend>(
         path: e.path,
         message: e.message,
     };
-    let (mut model, mut optim, mut state) =
-        match checkpoint::load(&dir, fresh.clone(), adamw(), device, accept).map_err(ckpt_err)? {
-            Some(found) => found,
-            None => (
-                fresh,
-                adamw(),
-                State {
-                    settings: settings.clone(),
-                    epochs_done: 0,
-                    best_epoch: 0,
-                    best_validation: f64::INFINITY,
-                    best_semantic_epoch: 0,
-                    best_semantic_validation: f64::INFINITY,
-                    log: Vec::new(),
-                    samples_seen: 0,
-                    seconds: 0.0,
-                },
-            ),
-        };
+    let loaded = checkpoint::load(&dir, fresh.clone(), adamw(), device, accept);
+    if !peer.all_ok::<B::InnerBackend>(loaded.is_ok(), device)? {
+        loaded.map_err(ckpt_err)?;
+        return Err(ParallelError::Collective {
+            peer: peer.rank,
+            message: "another peer could not load its checkpoint".into(),
+        }
+        .into());
+    }
+    let (mut model, mut optim, mut state) = match loaded.map_err(ckpt_err)? {
+        Some(found) => found,
+        None => (
+            fresh,
+            adamw(),
+            State {
+                settings: settings.clone(),
+                epochs_done: 0,
+                best_epoch: 0,
+                best_validation: f64::INFINITY,
+                best_semantic_epoch: 0,
+                best_semantic_validation: f64::INFINITY,
+                log: Vec::new(),
+                samples_seen: 0,
+                seconds: 0.0,
+            },
+        ),
+    };
     let best_path = dir.join("best");
     let best_semantic_path = dir.join("best-semantic");
     let recorder = burn::record::NamedMpkFileRecorder::<burn::record::FullPrecisionSettings>::new();
     let resumed_from = state.epochs_done;
+    peer.same_everywhere::<B::InnerBackend>(
+        resumed_from as f64,
+        "the epoch to resume from",
+        device,
+    )?;
     let steps_per_epoch = train.len().div_ceil(t.batch.max(1));
     let total_steps = (t.epochs * steps_per_epoch).max(1);
     let warmup = (total_steps / 20).max(1);
@@ -286,9 +309,7 @@ pub fn train_projector<B: AutodiffBackend>(
                 * (0.02 + 0.98 * 0.5 * (1.0 + (std::f64::consts::PI * x.min(1.0)).cos()))
         }
     };
-    let noise = Normal::new(0.0f32, t.input_noise.max(0.0) as f32)
-        .map_err(|e| CalibrateError::Invalid(format!("train.input_noise: {e}")))?;
-    let bar = super::progress_bar(progress, t.epochs as u64, "calibrate");
+    let bar = super::progress_bar(progress && peer.is_lead(), t.epochs as u64, "calibrate");
     bar.set_position(resumed_from as u64);
     let mut seen = 0usize;
     let mut stopped_early = false;
@@ -304,24 +325,34 @@ pub fn train_projector<B: AutodiffBackend>(
         order.shuffle(&mut rng);
         let mut total = 0.0;
         for (i, rows) in order.chunks(t.batch.max(2)).enumerate() {
-            if rows.len() < 2 {
+            // Every peer skips the same batches: too small to give each peer a row.
+            if rows.len() < peer.world.max(2) {
                 continue;
             }
-            let (d, s, tok, emb) = train.batch::<B>(rows, device);
+            let mine = peer.rows(rows.len());
+            let (d, s, tok, emb) = train.batch::<B>(&rows[mine.clone()], device);
+            // Noise is drawn for the whole batch, so each row gets the same noise however
+            // the batch is split across peers.
             let jitter = |x: Tensor<B, 2>, rng: &mut ChaCha8Rng| {
-                let dims = x.dims();
-                let n: Vec<f32> = (0..dims[0] * dims[1]).map(|_| noise.sample(rng)).collect();
-                x + Tensor::from_data(TensorData::new(n, dims), device)
+                let width = x.dims()[1];
+                let all: Vec<f32> = (0..rows.len() * width).map(|_| noise.sample(rng)).collect();
+                let n = all[mine.start * width..mine.end * width].to_vec();
+                x + Tensor::from_data(TensorData::new(n, [mine.len(), width]), device)
             };
             let (d, s) = (jitter(d, &mut rng), jitter(s, &mut rng));
             let out = model.forward(d.clone(), s.clone());
-            let loss = projector_loss(&model, &out, d, s, tok, emb, &config.loss).total;
+            let loss = projector_loss(&model, &out, d, s, tok, emb, &config.loss).total
+                * peer.loss_weight(rows.len());
             total += scalar(loss.clone()) * rows.len() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let grads = peer.reduce_grads::<B>(grads)?;
             model = optim.step(lr_at(epoch * steps_per_epoch + i), model, grads);
             seen += rows.len();
         }
+        // One set of numbers on every peer, so all make the same early-stopping decisions.
         let (val, semantic_val, terms) = validate(&model.valid(), validation, config, device);
+        let agreed = peer.mean::<B::InnerBackend>(&[total, val, semantic_val], device)?;
+        let (total, val, semantic_val) = (agreed[0], agreed[1], agreed[2]);
         state.log.push(EpochLog {
             epoch,
             train: total / train.len().max(1) as f64,
@@ -337,13 +368,15 @@ pub fn train_projector<B: AutodiffBackend>(
                 .save_file(path, &recorder)
                 .map_err(|e| crate::train::calibrate::file_err(path, e))
         };
-        if val < state.best_validation {
-            keep(&best_path)?;
+        let (better, better_semantic) = (
+            val < state.best_validation,
+            semantic_val < state.best_semantic_validation,
+        );
+        if better {
             state.best_validation = val;
             state.best_epoch = epoch;
         }
-        if semantic_val < state.best_semantic_validation {
-            keep(&best_semantic_path)?;
+        if better_semantic {
             state.best_semantic_validation = semantic_val;
             state.best_semantic_epoch = epoch;
         }
@@ -351,7 +384,27 @@ pub fn train_projector<B: AutodiffBackend>(
         state.samples_seen += seen;
         state.seconds += epoch_started.elapsed().as_secs_f64();
         seen = 0;
-        checkpoint::save(&dir, &model, &optim, &state).map_err(ckpt_err)?;
+        let written = if peer.is_lead() {
+            (|| {
+                if better {
+                    keep(&best_path)?;
+                }
+                if better_semantic {
+                    keep(&best_semantic_path)?;
+                }
+                checkpoint::save(&dir, &model, &optim, &state).map_err(ckpt_err)
+            })()
+        } else {
+            Ok(())
+        };
+        if !peer.all_ok::<B::InnerBackend>(written.is_ok(), device)? {
+            written?;
+            return Err(ParallelError::Collective {
+                peer: peer.rank,
+                message: "the lead peer could not write the checkpoint; stopping".into(),
+            }
+            .into());
+        }
         bar.set_message(format!(
             "val {val:.4} (best {:.4} @ {}; semantic {:.4} @ {})",
             state.best_validation,
@@ -362,6 +415,9 @@ pub fn train_projector<B: AutodiffBackend>(
         bar.inc(1);
     }
     bar.finish();
+    if !peer.is_lead() {
+        return Ok(None);
+    }
     let load = |path: &Path| {
         projector
             .init::<Flex>(&FlexDevice)
@@ -382,7 +438,7 @@ pub fn train_projector<B: AutodiffBackend>(
         semantic_decoder: semantic_best.semantic_decoder,
         ..detail_best
     };
-    Ok((
+    Ok(Some((
         best,
         TrainReport {
             epochs_run: state.epochs_done,
@@ -399,5 +455,5 @@ pub fn train_projector<B: AutodiffBackend>(
             },
             log: state.log,
         },
-    ))
+    )))
 }
