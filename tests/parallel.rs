@@ -144,6 +144,44 @@ fn two_cpu_peers_train_the_projector_like_one_peer_on_the_whole_batch() {
         apart <= TOLERANCE,
         "2 peers differ from 1 by {apart} (training moved weights by {moved})"
     );
+    // The lead cannot write its checkpoint (the output folder is a file): both peers stop
+    // with an error, the lead's naming the path, neither waits forever for the other.
+    let blocked = tempfile::NamedTempFile::new().unwrap();
+    let errors: Vec<String> = {
+        let peers = pair.local_peers().unwrap();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = peers
+                .iter()
+                .map(|peer| {
+                    let (config, projector) = (&config, &projector);
+                    let (train, validation) = (&train, &validation);
+                    let out = blocked.path();
+                    scope.spawn(move || {
+                        train_projector::<Autodiff<Flex>>(
+                            config,
+                            projector,
+                            train,
+                            validation,
+                            out,
+                            false,
+                            &FlexDevice,
+                            peer,
+                        )
+                        .err()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    assert!(errors[0].contains("checkpoint"), "lead: {}", errors[0]);
+    assert!(
+        errors[1].contains("writing the checkpoint failed on another peer"),
+        "peer 1: {}",
+        errors[1]
+    );
     // The epoch losses every peer agreed on are the single run's.
     assert_eq!(parallel_report.log.len(), 3);
     for (a, b) in single_report.log.iter().zip(&parallel_report.log) {

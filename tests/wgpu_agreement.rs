@@ -1,8 +1,10 @@
 //! wgpu for real, on lavapipe (Mesa's Vulkan on the CPU, installed by `.ci/run`): the demo
-//! projector's decoding and one evaluation of the demo generator on `decode.device = "wgpu"`
-//! must equal the CPU's within 1e-3 (absolute, on values of order 1). The projector does; the
-//! generator does not yet (ignored, with the figure, until found). Run:
-//! `cargo test --features wgpu --test wgpu_agreement` (without the feature it is empty).
+//! projector's decoding, one evaluation of the demo generator and each of the generator's ops on
+//! `decode.device = "wgpu"` must equal the CPU's within 1e-3 (absolute on values of order 1;
+//! relative for the ops). The ops test found the generator's former disagreement (up to 1.29):
+//! a burn 0.21 wgpu matmul defect, reproduced by the ignored test at the end and avoided in
+//! `resize_bilinear`. Run: `cargo test --features wgpu --test wgpu_agreement` (without the
+//! feature it is empty).
 #![cfg(feature = "wgpu")]
 
 use std::path::Path;
@@ -53,7 +55,6 @@ fn demo_projector_on_wgpu_equals_the_cpu() {
 }
 
 #[test]
-#[ignore = "open defect, issue 17: on lavapipe the UNet output differs from the CPU by up to 1.29"]
 fn one_demo_generator_step_on_wgpu_equals_the_cpu() {
     let dir = root().join("assets/demo-generator");
     let step = |compute: ComputeDevice| -> Vec<f32> {
@@ -227,4 +228,33 @@ fn each_unet_op_on_wgpu_equals_the_cpu() {
         .map(|(line, _)| line)
         .collect();
     assert!(bad.is_empty(), "ops that differ on wgpu: {bad:?}");
+}
+
+/// burn 0.21's wgpu defect on its own: the matmul of a left operand made by reshape → swap_dims
+/// → reshape of a matmul result, with a right operand that is a `.transpose()` view, is wrong
+/// (every output off, relative error ~1), while each piece alone is right. Ignored: it fails
+/// until burn is fixed; run it (`--ignored`) on a newer burn, and if it passes the host-side
+/// transpose in `resize_bilinear` may go.
+#[test]
+#[ignore = "burn 0.21 wgpu defect: matmul of a reshaped swap with a transposed view is wrong"]
+fn burn_wgpu_matmul_of_a_reshaped_swap_with_a_transposed_view() {
+    let run = |compute: ComputeDevice| -> Vec<f32> {
+        let device = live_device(compute);
+        let matrix = |rows: usize, cols: usize| {
+            Tensor::<LiveBackend, 2>::from_data(
+                TensorData::new(ramp(rows * cols), [rows, cols]),
+                &device,
+            )
+        };
+        let x = matrix(256, 8).matmul(matrix(32, 8).transpose()); // [256, 32]
+        let lhs = x.reshape([32, 8, 32]).swap_dims(1, 2).reshape([1024, 8]);
+        lhs.matmul(matrix(32, 8).transpose())
+            .into_data()
+            .to_vec()
+            .unwrap()
+    };
+    let (cpu, gpu) = (run(ComputeDevice::Cpu), run(ComputeDevice::Wgpu));
+    let scale = cpu.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let d = max_diff(&cpu, &gpu) / scale;
+    assert!(d < TOLERANCE, "wgpu vs CPU: relative difference {d}");
 }

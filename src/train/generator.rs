@@ -317,16 +317,9 @@ fn train_generator_on<B: AutodiffBackend>(
     };
     let full = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
     let ema_path = dir.join("ema");
-    let loaded = checkpoint::load(&dir, fresh.clone(), adamw(), device, accept);
-    if !peer.all_ok::<B::InnerBackend>(loaded.is_ok(), device)? {
-        loaded.map_err(ckpt)?;
-        return Err(ParallelError::Collective {
-            peer: peer.rank,
-            message: "another peer could not load its checkpoint".into(),
-        }
-        .into());
-    }
-    let (mut model, mut optim, mut state) = match loaded.map_err(ckpt)? {
+    let loaded = checkpoint::load(&dir, fresh.clone(), adamw(), device, accept).map_err(ckpt);
+    let loaded = peer.agree::<B::InnerBackend, _, _>(loaded, "loading the checkpoint", device)?;
+    let (mut model, mut optim, mut state) = match loaded {
         Some(found) => found,
         None => (
             fresh,
@@ -433,14 +426,7 @@ fn train_generator_on<B: AutodiffBackend>(
             } else {
                 Ok(())
             };
-            if !peer.all_ok::<B::InnerBackend>(written.is_ok(), device)? {
-                written?;
-                return Err(ParallelError::Collective {
-                    peer: peer.rank,
-                    message: "the lead peer could not write the checkpoint; stopping".into(),
-                }
-                .into());
-            }
+            peer.agree::<B::InnerBackend, _, _>(written, "writing the checkpoint", device)?;
         }
     }
     bar.finish();

@@ -388,6 +388,25 @@ impl Peer {
         Ok(failed[0] == 0.0)
     }
 
+    /// `result` on every peer when every peer's is Ok; otherwise every peer stops: a peer that
+    /// failed returns its own error, the others one saying that `what` failed elsewhere.
+    pub fn agree<B: Backend, T, E: From<ParallelError>>(
+        &self,
+        result: Result<T, E>,
+        what: &str,
+        device: &B::Device,
+    ) -> Result<T, E> {
+        if self.all_ok::<B>(result.is_ok(), device)? {
+            return result;
+        }
+        result?;
+        Err(ParallelError::Collective {
+            peer: self.rank,
+            message: format!("{what} failed on another peer; stopping"),
+        }
+        .into())
+    }
+
     /// Checks that every peer holds the same `value` (e.g. the epoch a checkpoint resumes
     /// from); every peer reaches the same verdict.
     pub fn same_everywhere<B: Backend>(

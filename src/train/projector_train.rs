@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::calibrate::{CalibrateConfig, CalibrateError};
 use super::checkpoint;
-use super::parallel::{stable_param_ids, ParallelError, Peer};
+use super::parallel::{stable_param_ids, Peer};
 use crate::model::loss::projector_loss;
 use crate::model::projector::{Projector, ProjectorConfig};
 
@@ -261,16 +261,9 @@ pub fn train_projector<B: AutodiffBackend>(
         path: e.path,
         message: e.message,
     };
-    let loaded = checkpoint::load(&dir, fresh.clone(), adamw(), device, accept);
-    if !peer.all_ok::<B::InnerBackend>(loaded.is_ok(), device)? {
-        loaded.map_err(ckpt_err)?;
-        return Err(ParallelError::Collective {
-            peer: peer.rank,
-            message: "another peer could not load its checkpoint".into(),
-        }
-        .into());
-    }
-    let (mut model, mut optim, mut state) = match loaded.map_err(ckpt_err)? {
+    let loaded = checkpoint::load(&dir, fresh.clone(), adamw(), device, accept).map_err(ckpt_err);
+    let loaded = peer.agree::<B::InnerBackend, _, _>(loaded, "loading the checkpoint", device)?;
+    let (mut model, mut optim, mut state) = match loaded {
         Some(found) => found,
         None => (
             fresh,
@@ -397,14 +390,7 @@ pub fn train_projector<B: AutodiffBackend>(
         } else {
             Ok(())
         };
-        if !peer.all_ok::<B::InnerBackend>(written.is_ok(), device)? {
-            written?;
-            return Err(ParallelError::Collective {
-                peer: peer.rank,
-                message: "the lead peer could not write the checkpoint; stopping".into(),
-            }
-            .into());
-        }
+        peer.agree::<B::InnerBackend, _, _>(written, "writing the checkpoint", device)?;
         bar.set_message(format!(
             "val {val:.4} (best {:.4} @ {}; semantic {:.4} @ {})",
             state.best_validation,

@@ -208,12 +208,18 @@ pub fn resize_bilinear<B: Backend>(x: Tensor<B, 4>, size: [usize; 2]) -> Tensor<
     }
     let device = x.device();
     let matrix = |n_in: usize, n_out: usize| {
-        // [in, out]: the transpose of the resampling matrix, for `rows · matrix`.
-        Tensor::<B, 2>::from_data(
-            TensorData::new(bilinear_weights(n_in, n_out), [n_out, n_in]),
-            &device,
-        )
-        .transpose()
+        // [in, out]: the transpose of the resampling matrix, for `rows · matrix`. Transposed
+        // here on the host, not with `.transpose()`: on burn 0.21's wgpu backend a matmul of a
+        // reshaped transposed-view left operand with a transposed-view right one gives wrong
+        // numbers (tests/wgpu_agreement.rs), and this was the generator's wgpu disagreement.
+        let rows = bilinear_weights(n_in, n_out);
+        let mut columns = vec![0.0f32; rows.len()];
+        for o in 0..n_out {
+            for i in 0..n_in {
+                columns[i * n_out + o] = rows[o * n_in + i];
+            }
+        }
+        Tensor::<B, 2>::from_data(TensorData::new(columns, [n_in, n_out]), &device)
     };
     let across = x.reshape([b * c * h, w]).matmul(matrix(w, wo)); // [b·c·h, wo]
     let down = across
