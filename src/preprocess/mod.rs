@@ -5,6 +5,7 @@
 //! below is pure computation, and `stage` runs them on the stage's own thread.
 
 pub mod masks;
+pub mod monitor;
 pub mod realign;
 pub mod slices;
 pub mod stage;
