@@ -39,7 +39,27 @@ pub struct SessionConfig {
     pub feedback: FeedbackConfig,
     pub output: OutputConfig,
     pub decode: DecodeConfig,
+    pub monitor: MonitorConfig,
     pub simulate: crate::sim::SimConfig,
+}
+
+/// The console's data-quality figures (see `preprocess::monitor`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// Framewise displacement thresholds, mm: usable volumes and minutes are counted under each.
+    pub fd_thresholds_mm: Vec<f32>,
+    /// Usable minutes wanted; the projected scan time to reach them is reported per threshold.
+    pub target_minutes: f64,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            fd_thresholds_mm: vec![0.2, 0.3, 0.5],
+            target_minutes: 10.0,
+        }
+    }
 }
 
 /// Trial samples → projector → generator (the `decode` stage of `run`).
@@ -365,6 +385,22 @@ impl SessionConfig {
         let s = &self.session;
         if !(s.tr.is_finite() && s.tr >= 0.0) {
             return invalid("session.tr", format!("is {}, expected seconds >= 0", s.tr));
+        }
+        let m = &self.monitor;
+        if m.fd_thresholds_mm
+            .iter()
+            .any(|t| !(t.is_finite() && *t > 0.0))
+        {
+            return invalid(
+                "monitor.fd_thresholds_mm",
+                format!("is {:?}, expected millimetres > 0", m.fd_thresholds_mm),
+            );
+        }
+        if !(m.target_minutes.is_finite() && m.target_minutes > 0.0) {
+            return invalid(
+                "monitor.target_minutes",
+                format!("is {}, expected minutes > 0", m.target_minutes),
+            );
         }
         let i = &self.ingest;
         if i.stability_ms < 50 {

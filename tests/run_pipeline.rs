@@ -158,6 +158,29 @@ fn run_replays_a_simulated_session_through_preprocessing() {
         );
         assert!(seen <= read && read <= pre, "telemetry out of order: {v}");
     }
+    // The console's figures ride on each volume: usable counts at 0.2/0.3/0.5 mm equal the
+    // counts of the records' own FD so far (the first volume, without FD, counts), DVARS from
+    // the second monitored volume, standardised DVARS from the fourth.
+    let mut fds = Vec::new();
+    for (k, v) in volumes.iter().enumerate() {
+        fds.push(v["fd"].as_f64());
+        let m = &v["monitor"];
+        assert_eq!(m["volumes"].as_u64(), Some(k as u64 + 1), "{v}");
+        assert_eq!(m["dvars"].is_number(), k >= 1, "{v}");
+        assert_eq!(m["std_dvars"].is_number(), k >= 3, "{v}");
+        let thresholds = m["thresholds"].as_array().unwrap();
+        assert_eq!(thresholds.len(), 3);
+        for t in thresholds {
+            let limit = t["threshold_mm"].as_f64().unwrap();
+            let usable = fds
+                .iter()
+                .filter(|fd| fd.is_none_or(|fd| fd <= limit + 1e-7))
+                .count() as u64;
+            assert_eq!(t["volumes"].as_u64(), Some(usable), "{limit} mm at {v}");
+            let percent = 100.0 * usable as f64 / (k + 1) as f64;
+            assert!((t["percent"].as_f64().unwrap() - percent).abs() < 1e-9);
+        }
+    }
     let trials = tsv(&d.join("bids/sub-01/func/sub-01_task-images_run-01_events.tsv")).len();
     let samples = of("sample");
     assert_eq!(samples.len(), trials);

@@ -7,7 +7,9 @@
 //! so far instead of the whole run's).
 //!
 //! Pure arithmetic on what preprocessing already has (FD, masked voxel values); it decides
-//! nothing about volumes and draws nothing. Not yet fed by the preprocessing stage.
+//! nothing about volumes and draws nothing. The preprocessing stage feeds it each volume (the
+//! detail mask's realigned voxels, or the whole volume without masks) and puts its figures on
+//! the volume's report, so they reach `events.jsonl` with the volume.
 
 /// What to count and where to aim.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,7 +22,7 @@ pub struct MonitorSettings {
 }
 
 /// The usable-data figures at one FD threshold.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ThresholdFigures {
     pub threshold_mm: f32,
     /// Volumes so far with FD at or under the threshold (the first volume, without FD, counts).
@@ -32,7 +34,7 @@ pub struct ThresholdFigures {
     pub projected_total_minutes: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MonitorFigures {
     pub volumes: u64,
     pub dvars: Option<f32>,

@@ -24,6 +24,7 @@ use crate::ingest::{
     StartError, Volume,
 };
 use crate::preprocess::masks::{MaskError, Masks};
+use crate::preprocess::monitor::{Monitor, MonitorFigures, MonitorSettings};
 use crate::preprocess::realign::Realigner;
 use crate::preprocess::slices::{roi_labels, slice_point, OrthoSlices, VolumeSlices};
 use crate::preprocess::trials::{read_events, Marker, Sample, TrialAssembler, TrialError};
@@ -68,6 +69,9 @@ pub struct VolumeReport {
     /// Per slice (z order), seconds from the first acquired slice, where the file says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slice_times_s: Option<Vec<f64>>,
+    /// Usable data so far and DVARS (`preprocess::monitor`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<MonitorFigures>,
     /// Orthogonal planes of the (realigned) volume, and of the ROI labels, for the window.
     #[serde(skip)]
     pub slices: Option<VolumeSlices>,
@@ -291,6 +295,8 @@ struct Preprocess {
     z_detail: Option<RollingZ>,
     z_semantic: Option<RollingZ>,
     previous_motion: Option<[f32; 6]>,
+    /// Built at the first volume (its TR may come from the header).
+    monitor: Option<Monitor>,
     initialised: bool,
     failed: bool,
     samples: usize,
@@ -329,6 +335,7 @@ impl Preprocess {
             z_detail: None,
             z_semantic: None,
             previous_motion: None,
+            monitor: None,
             initialised: false,
             failed: false,
             samples: 0,
@@ -564,6 +571,25 @@ impl Preprocess {
         } else {
             global_signal = mean(data);
         }
+        let monitored = if self.masks.is_some() {
+            &detail[..]
+        } else {
+            data
+        };
+        let tr_s = match (self.config.session.tr, v.geometry.tr_s) {
+            (tr, _) if tr > 0.0 => tr,
+            (_, Some(tr)) if tr > 0.0 => tr,
+            _ => 1.0,
+        };
+        let settings = &self.config.monitor;
+        let monitor = self.monitor.get_or_insert_with(|| {
+            Monitor::new(MonitorSettings {
+                fd_thresholds_mm: settings.fd_thresholds_mm.clone(),
+                target_minutes: settings.target_minutes,
+                tr_s,
+            })
+        });
+        let quality = monitor.push(fd, monitored);
         let samples = self.assembler.push_volume(k, zd, zs);
         let slices = OrthoSlices::cut(data, v.geometry.dims, self.slice_at).map(Arc::new);
         let report = VolumeReport {
@@ -581,6 +607,7 @@ impl Preprocess {
             preprocessed_ns: now_ns(),
             queued,
             slice_times_s: v.slice_times_s.clone(),
+            monitor: Some(quality),
             slices,
             roi_slices: self.roi_slices.clone(),
         };
