@@ -51,6 +51,10 @@ pub struct MonitorConfig {
     pub fd_thresholds_mm: Vec<f32>,
     /// Usable minutes wanted; the projected scan time to reach them is reported per threshold.
     pub target_minutes: f64,
+    /// A volume with framewise displacement over this (mm) is flagged (fMRIPrep: 0.5).
+    pub fd_limit_mm: f32,
+    /// A volume with standardised DVARS over this is flagged as a spike (fMRIPrep: 1.5).
+    pub std_dvars_limit: f32,
 }
 
 impl Default for MonitorConfig {
@@ -58,6 +62,8 @@ impl Default for MonitorConfig {
         MonitorConfig {
             fd_thresholds_mm: vec![0.2, 0.3, 0.5],
             target_minutes: 10.0,
+            fd_limit_mm: 0.5,
+            std_dvars_limit: 1.5,
         }
     }
 }
@@ -400,6 +406,21 @@ impl SessionConfig {
             return invalid(
                 "monitor.target_minutes",
                 format!("is {}, expected minutes > 0", m.target_minutes),
+            );
+        }
+        if !(m.fd_limit_mm.is_finite() && m.fd_limit_mm > 0.0) {
+            return invalid(
+                "monitor.fd_limit_mm",
+                format!("is {}, expected millimetres > 0", m.fd_limit_mm),
+            );
+        }
+        if !(m.std_dvars_limit.is_finite() && m.std_dvars_limit > 0.0) {
+            return invalid(
+                "monitor.std_dvars_limit",
+                format!(
+                    "is {}, expected a standardised DVARS > 0",
+                    m.std_dvars_limit
+                ),
             );
         }
         let i = &self.ingest;

@@ -14,6 +14,8 @@ use serde_json::json;
 use crate::decode::retrieval::Gallery;
 use crate::decode::{DecodedTrial, Reconstruction};
 use crate::ingest::{IngestCounts, IngestEvent};
+use crate::preprocess::monitor::MonitorFigures;
+use crate::preprocess::quality::QualityMaps;
 use crate::preprocess::stage::{SampleReport, VolumeReport};
 
 /// What a session is, once, before anything else.
@@ -35,6 +37,8 @@ pub struct SessionStarted {
     /// The folder trial `stim_file`s are relative to (for showing stimuli).
     pub stimuli: Option<PathBuf>,
     pub replay: Option<PathBuf>,
+    /// The console's thresholds and limits (`[monitor]`), for the window and the report.
+    pub monitor: crate::config::MonitorConfig,
     pub at_ns: u64,
     /// The gallery trials are ranked in (its thumbnails, for the window).
     #[serde(skip)]
@@ -59,6 +63,10 @@ pub enum SessionEvent {
     Started(SessionStarted),
     /// A volume through preprocessing.
     Volume(VolumeReport),
+    /// The console's figures after that volume (`preprocess::monitor`).
+    Monitor(MonitorReport),
+    /// The run's tSNR map and carpet layout, after its last volume.
+    QualityMaps(Arc<QualityMaps>),
     /// A dummy scan, left out.
     Dummy {
         index: u32,
@@ -96,6 +104,14 @@ pub enum SessionEvent {
     Ended(RunSummary),
 }
 
+/// The data-quality figures after one volume.
+#[derive(Debug, Clone, Serialize)]
+pub struct MonitorReport {
+    pub index: u32,
+    #[serde(flatten)]
+    pub figures: MonitorFigures,
+}
+
 /// What a session is asked to do while it runs (by the window, or any caller).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionCommand {
@@ -122,6 +138,13 @@ impl SessionEvent {
         match self {
             SessionEvent::Started(s) => with_event(s, "started"),
             SessionEvent::Volume(v) => with_event(v, "volume"),
+            SessionEvent::Monitor(m) => with_event(m, "monitor"),
+            SessionEvent::QualityMaps(q) => json!({
+                "event": "quality_maps",
+                "volumes": q.volumes,
+                "dims": q.geometry.dims,
+                "carpet_groups": q.carpet_groups,
+            }),
             SessionEvent::Dummy { index } => json!({"event": "dummy", "index": index}),
             SessionEvent::Gap(e) => e.to_log_record(),
             SessionEvent::Sample(s) => with_event(s, "sample"),
@@ -152,6 +175,7 @@ impl SessionEvent {
         matches!(
             self,
             SessionEvent::Volume(_)
+                | SessionEvent::Monitor(_)
                 | SessionEvent::Sample(_)
                 | SessionEvent::Decoded(_)
                 | SessionEvent::Generated(_)

@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use nifti::NiftiObject;
+
 use brainmclip::geometry::rotation;
 use brainmclip::preprocess::stage::{PreprocessEvent, PreprocessStage};
 
@@ -158,16 +160,42 @@ fn run_replays_a_simulated_session_through_preprocessing() {
         );
         assert!(seen <= read && read <= pre, "telemetry out of order: {v}");
     }
-    // The console's figures ride on each volume: usable counts at 0.2/0.3/0.5 mm equal the
-    // counts of the records' own FD so far (the first volume, without FD, counts), DVARS from
-    // the second monitored volume, standardised DVARS from the fourth.
+    // The console's figures follow each volume as a `monitor` record: usable counts at
+    // 0.2/0.3/0.5 mm equal the counts of the records' own FD so far (the first volume, without
+    // FD, counts), DVARS from the second monitored volume, standardised DVARS from the fourth,
+    // tSNR per mask from the third, and the flags exactly where FD or std DVARS is over its
+    // limit.
+    let monitors = of("monitor");
+    assert_eq!(monitors.len(), volumes.len());
+    for (k, e) in events.iter().enumerate() {
+        if e["event"] == "volume" {
+            assert_eq!(events[k + 1]["event"], "monitor", "{e}");
+            assert_eq!(events[k + 1]["index"], e["index"]);
+        }
+    }
     let mut fds = Vec::new();
-    for (k, v) in volumes.iter().enumerate() {
+    for (k, (v, m)) in volumes.iter().zip(&monitors).enumerate() {
         fds.push(v["fd"].as_f64());
-        let m = &v["monitor"];
-        assert_eq!(m["volumes"].as_u64(), Some(k as u64 + 1), "{v}");
-        assert_eq!(m["dvars"].is_number(), k >= 1, "{v}");
-        assert_eq!(m["std_dvars"].is_number(), k >= 3, "{v}");
+        assert_eq!(m["volumes"].as_u64(), Some(k as u64 + 1), "{m}");
+        assert_eq!(m["fd_mm"].as_f64(), v["fd"].as_f64(), "{m}");
+        assert_eq!(m["dvars"].is_number(), k >= 1, "{m}");
+        assert_eq!(m["std_dvars"].is_number(), k >= 3, "{m}");
+        let fd_over = v["fd"].as_f64().is_some_and(|fd| fd > 0.5 + 1e-7);
+        assert_eq!(m["fd_over_limit"].as_bool(), Some(fd_over), "{m}");
+        let spike = m["std_dvars"].as_f64().is_some_and(|s| s > 1.5 + 1e-6);
+        assert_eq!(m["dvars_spike"].as_bool(), Some(spike), "{m}");
+        let tsnr = m["tsnr"].as_array().unwrap();
+        let groups: Vec<&str> = tsnr.iter().map(|t| t["group"].as_str().unwrap()).collect();
+        if k >= 2 {
+            assert_eq!(groups, ["detail", "semantic"], "{m}");
+            // A simulated BOLD baseline of a few hundred with ~1 % noise: tSNR in the tens.
+            assert!(
+                tsnr.iter().all(|t| t["median"].as_f64().unwrap() > 10.0),
+                "{m}"
+            );
+        } else {
+            assert!(groups.is_empty(), "{m}");
+        }
         let thresholds = m["thresholds"].as_array().unwrap();
         assert_eq!(thresholds.len(), 3);
         for t in thresholds {
@@ -176,7 +204,7 @@ fn run_replays_a_simulated_session_through_preprocessing() {
                 .iter()
                 .filter(|fd| fd.is_none_or(|fd| fd <= limit + 1e-7))
                 .count() as u64;
-            assert_eq!(t["volumes"].as_u64(), Some(usable), "{limit} mm at {v}");
+            assert_eq!(t["volumes"].as_u64(), Some(usable), "{limit} mm at {m}");
             let percent = 100.0 * usable as f64 / (k + 1) as f64;
             assert!((t["percent"].as_f64().unwrap() - percent).abs() < 1e-9);
         }
@@ -195,12 +223,88 @@ fn run_replays_a_simulated_session_through_preprocessing() {
             .iter()
             .map(|r| std::array::from_fn(|i| r[i + 1].parse().unwrap()))
             .collect();
+    let header = std::fs::read_to_string(d.join("out/qa.tsv")).unwrap();
+    let header: Vec<&str> = header.lines().next().unwrap().split('\t').collect();
+    assert_eq!(
+        header[..11],
+        [
+            "index",
+            "trans_x",
+            "trans_y",
+            "trans_z",
+            "rot_x",
+            "rot_y",
+            "rot_z",
+            "framewise_displacement",
+            "dvars",
+            "std_dvars",
+            "global_signal"
+        ],
+        "fMRIPrep's confound names"
+    );
     let qa = tsv(&d.join("out/qa.tsv"));
     assert_eq!(qa.len(), 76);
+    // The QA rows carry the monitor records' figures.
+    for (row, m) in qa.iter().zip(&monitors) {
+        let cell = |name: &str| row[header.iter().position(|h| *h == name).unwrap()].as_str();
+        match m["dvars"].as_f64() {
+            Some(dvars) => assert!((cell("dvars").parse::<f64>().unwrap() - dvars).abs() < 1e-3),
+            None => assert_eq!(cell("dvars"), "n/a"),
+        }
+        let flag = |b: bool| if b { "1" } else { "0" };
+        assert_eq!(cell("fd_over_limit"), flag(m["fd_over_limit"] == true));
+        assert_eq!(cell("dvars_spike"), flag(m["dvars_spike"] == true));
+    }
+
+    // At the end: the tSNR map on the volumes' grid, whose median over the detail mask equals
+    // the last monitor record's (two accumulations of the same volumes), and the carpet, one
+    // column per volume, rows grouped as the record says.
+    let maps = of("quality_maps");
+    assert_eq!(maps.len(), 1);
+    let maps = maps[0];
+    assert_eq!(maps["volumes"], 76);
+    let tsnr = brainmclip::ingest::read_volume_file(
+        Path::new(maps["tsnr_file"].as_str().unwrap()),
+        1 << 28,
+    )
+    .unwrap();
+    let anat = d.join("bids/sub-01/anat");
+    let masks = brainmclip::preprocess::masks::Masks::load(
+        &anat.join("sub-01_desc-visual_dseg.nii.gz"),
+        &anat.join("sub-01_desc-visual_dseg.tsv"),
+        &tsnr.header.geometry(),
+        1e-3,
+    )
+    .unwrap();
+    let in_detail: Vec<f32> = masks.detail.iter().map(|&i| tsnr.data[i]).collect();
+    let median = brainmclip::preprocess::monitor::median(in_detail);
+    let last = monitors.last().unwrap()["tsnr"][0]["median"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (f64::from(median) - last).abs() < 1e-3 * last,
+        "map median {median} vs monitor {last}"
+    );
+    let carpet = nifti::ReaderOptions::new()
+        .read_file(maps["carpet_file"].as_str().unwrap())
+        .unwrap();
+    let dims = carpet.header().dim;
+    let rows: u64 = maps["carpet_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!((dims[1] as u64, dims[4]), (rows, 76));
+    assert!(rows > 500 && rows <= 2000, "{rows}");
     let (mut trans, mut rot) = (0.0f64, 0.0f64);
     for row in &qa {
         let index: usize = row[0].parse().unwrap();
-        let estimate: Vec<f32> = row[1..7].iter().map(|v| v.parse().unwrap()).collect();
+        let mut estimate: Vec<f32> = row[1..7].iter().map(|v| v.parse().unwrap()).collect();
+        // fMRIPrep's convention: rotations in radians.
+        for r in &mut estimate[3..] {
+            *r = r.to_degrees();
+        }
         let expected = relative(&truth[index - 1], &truth[4]);
         for k in 0..3 {
             trans += ((estimate[k] - expected[k]) as f64).powi(2);
@@ -301,7 +405,7 @@ fn a_feedback_client_receives_results_and_its_markers_become_trials() {
     // its window (4.5-7.5 s) holds volumes 44-46.
     writer.write_all(b"{\"type\":\"marker\",\"onset_s\":60.0,\"trial_type\":\"live\",\"stimulus\":\"cue.png\"}\n").unwrap();
     let mut reader = BufReader::new(stream);
-    let (mut acked, mut volumes, mut live_sample) = (false, 0, None);
+    let (mut acked, mut volumes, mut monitors, mut live_sample) = (false, 0, 0, None);
     let mut line = String::new();
     while reader.read_line(&mut line).unwrap_or(0) > 0 {
         let record: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -309,6 +413,8 @@ fn a_feedback_client_receives_results_and_its_markers_become_trials() {
         match record["type"].as_str().or(record["event"].as_str()) {
             Some("ack") => acked = true,
             Some("volume") => volumes += 1,
+            // The console's figures reach the stimulus computer too, one per volume.
+            Some("monitor") => monitors += 1,
             Some("sample") => live_sample = Some(record),
             Some("run_ended") => break,
             other => panic!("unexpected record {other:?}"),
@@ -318,6 +424,7 @@ fn a_feedback_client_receives_results_and_its_markers_become_trials() {
     assert!(status.success());
     assert!(acked, "the marker was not acknowledged");
     assert!(volumes >= 50, "{volumes} volume records");
+    assert_eq!(monitors, volumes);
     let sample = live_sample.expect("no sample for the live trial");
     assert_eq!(sample["trial_type"], "live");
     assert_eq!(sample["stimulus"], "cue.png");

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use brainmclip::event::SessionCommand;
+use brainmclip::preprocess::monitor::{Monitor, MonitorSettings};
 use brainmclip::preprocess::slices::{roi_labels, OrthoSlices};
 use brainmclip::ui::app::ViewerApp;
 use brainmclip::ui::message::{
@@ -74,7 +75,21 @@ fn script() -> Vec<ViewerMessage> {
         device: "CPU (2 threads)".into(),
         output_dir: std::env::temp_dir().join("brainmclip-ui-test"),
         feedback_label: Some("cosine with \"a large red circle\"".into()),
+        monitor: Default::default(),
     })];
+    // The console's figures from the real monitor: one FD over the 0.5 mm limit at volume 25
+    // and a signal jump at volume 32 (a DVARS spike), so both plots mark a volume.
+    let mut monitor = Monitor::new(MonitorSettings {
+        fd_thresholds_mm: vec![0.2, 0.3, 0.5],
+        target_minutes: 10.0,
+        tr_s: 1.5,
+        fd_limit_mm: 0.5,
+        std_dvars_limit: 1.5,
+        groups: vec![
+            ("detail".into(), (0..8).collect()),
+            ("semantic".into(), (4..8).collect()),
+        ],
+    });
     m.push(ViewerMessage::Dummy { index: 0 });
     let roi = roi();
     for i in 1..40u32 {
@@ -83,6 +98,16 @@ fn script() -> Vec<ViewerMessage> {
             continue;
         }
         let t = i as f32;
+        let fd = (i > 1).then_some(if i == 25 {
+            0.8
+        } else {
+            0.05 + 0.03 * (t / 3.0).sin().abs()
+        });
+        let jump = if i == 32 { 40.0 } else { 0.0 };
+        let voxels: Vec<f32> = (0..8)
+            .map(|k| 600.0 + 10.0 * k as f32 + 3.0 * (t * 0.7 + k as f32).sin() + jump)
+            .collect();
+        let figures = monitor.push(fd, &voxels);
         m.push(ViewerMessage::Volume(VolumeView {
             index: i,
             motion: Some([
@@ -93,10 +118,11 @@ fn script() -> Vec<ViewerMessage> {
                 0.0,
                 -0.004 * t,
             ]),
-            fd_mm: Some(0.05 + 0.03 * (t / 3.0).sin().abs()),
+            fd_mm: fd,
             global_signal: 600.0 + 5.0 * (t / 4.0).sin(),
             mean_z_detail: Some(0.3 * (t / 6.0).sin()),
             mean_z_semantic: Some(0.2 * (t / 5.0).cos()),
+            monitor: Some(figures),
             read_ms: 1.0 + 0.1 * (i % 3) as f64,
             preprocess_ms: 8.0 + (i % 4) as f64,
             slices: Some(Arc::new(

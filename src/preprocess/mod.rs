@@ -6,6 +6,7 @@
 
 pub mod masks;
 pub mod monitor;
+pub mod quality;
 pub mod realign;
 pub mod slices;
 pub mod stage;

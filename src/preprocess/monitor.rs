@@ -6,10 +6,14 @@
 //! predict (Nichols' standardisation, as fMRIPrep's `std_dvars`, with the statistics of the run
 //! so far instead of the whole run's).
 //!
+//! It also flags a volume whose FD or standardised DVARS is over its limit (fMRIPrep's spike
+//! criteria) and keeps each voxel's running tSNR (mean over standard deviation of the volumes
+//! so far), reporting its median in each named voxel group (the ROI masks).
+//!
 //! Pure arithmetic on what preprocessing already has (FD, masked voxel values); it decides
 //! nothing about volumes and draws nothing. The preprocessing stage feeds it each volume (the
 //! detail mask's realigned voxels, or the whole volume without masks) and puts its figures on
-//! the volume's report, so they reach `events.jsonl` with the volume.
+//! the volume's report; the session sends them on as a `monitor` event.
 
 /// What to count and where to aim.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +23,20 @@ pub struct MonitorSettings {
     /// Usable minutes wanted at each threshold.
     pub target_minutes: f64,
     pub tr_s: f64,
+    /// A volume with FD over this (mm) is flagged.
+    pub fd_limit_mm: f32,
+    /// A volume with standardised DVARS over this is flagged as a spike.
+    pub std_dvars_limit: f32,
+    /// Named subsets of the monitored voxels (indices into what `push` is given) whose median
+    /// tSNR is reported; empty: the median over all of them, as "all".
+    pub groups: Vec<(String, Vec<usize>)>,
+}
+
+/// The median running tSNR in one voxel group.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GroupTsnr {
+    pub group: String,
+    pub median: f32,
 }
 
 /// The usable-data figures at one FD threshold.
@@ -36,9 +54,17 @@ pub struct ThresholdFigures {
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MonitorFigures {
+    /// Volumes monitored so far, this one included.
     pub volumes: u64,
+    pub fd_mm: Option<f32>,
     pub dvars: Option<f32>,
     pub std_dvars: Option<f32>,
+    /// FD over `fd_limit_mm`.
+    pub fd_over_limit: bool,
+    /// Standardised DVARS over `std_dvars_limit`.
+    pub dvars_spike: bool,
+    /// Per group; empty before three volumes (a standard deviation needs a few).
+    pub tsnr: Vec<GroupTsnr>,
     pub thresholds: Vec<ThresholdFigures>,
 }
 
@@ -53,6 +79,8 @@ pub struct Monitor {
     sum_sq: Vec<f64>,
     sum_lag: Vec<f64>,
     first: Vec<f64>,
+    /// Volumes in those sums.
+    in_statistics: u64,
 }
 
 impl Monitor {
@@ -67,6 +95,7 @@ impl Monitor {
             sum_sq: Vec::new(),
             sum_lag: Vec::new(),
             first: Vec::new(),
+            in_statistics: 0,
         }
     }
 
@@ -119,10 +148,53 @@ impl Monitor {
             .collect();
         MonitorFigures {
             volumes: self.volumes,
+            fd_mm,
             dvars,
             std_dvars,
+            fd_over_limit: fd_mm.is_some_and(|fd| fd > self.settings.fd_limit_mm),
+            dvars_spike: std_dvars.is_some_and(|s| s > self.settings.std_dvars_limit),
+            tsnr: self.tsnr_medians(),
             thresholds,
         }
+    }
+
+    /// Each voxel's mean over its standard deviation (population, as MRIQC's tSNR), over the
+    /// volumes so far; 0 where the voxel does not vary and is 0.
+    pub fn tsnr(&self) -> Vec<f32> {
+        let n = self.in_statistics as f64;
+        (0..self.sum.len())
+            .map(|v| {
+                let mean = self.sum[v] / n;
+                let var = (self.sum_sq[v] / n - mean * mean).max(0.0);
+                let level = self.first[v] + mean;
+                tsnr_of(level, var.sqrt())
+            })
+            .collect()
+    }
+
+    fn tsnr_medians(&self) -> Vec<GroupTsnr> {
+        if self.in_statistics < 3 || self.sum.is_empty() {
+            return Vec::new();
+        }
+        let map = self.tsnr();
+        let median_of = |group: &str, values: Vec<f32>| GroupTsnr {
+            group: group.to_string(),
+            median: median(values),
+        };
+        if self.settings.groups.is_empty() {
+            return vec![median_of("all", map)];
+        }
+        self.settings
+            .groups
+            .iter()
+            .map(|(name, indices)| {
+                let values = indices
+                    .iter()
+                    .filter_map(|&i| map.get(i).copied())
+                    .collect();
+                median_of(name, values)
+            })
+            .collect()
     }
 
     fn minutes(&self, volumes: u64) -> f64 {
@@ -135,7 +207,7 @@ impl Monitor {
     // Five parallel per-voxel arrays: an index reads better than a zip of five.
     #[allow(clippy::needless_range_loop)]
     fn expected_change(&self) -> Option<f64> {
-        let n = self.volumes as f64 - 1.0; // volumes in the statistics (this one not yet)
+        let n = self.in_statistics as f64; // this volume is not in them yet
         if n < 3.0 || self.sum.is_empty() {
             return None;
         }
@@ -166,7 +238,9 @@ impl Monitor {
             self.sum_sq = vec![0.0; voxels.len()];
             self.sum_lag = vec![0.0; voxels.len()];
             self.previous = None;
+            self.in_statistics = 0;
         }
+        self.in_statistics += 1;
         for (v, &x) in voxels.iter().enumerate() {
             // Offset by the voxel's first value, so the variance does not cancel.
             let x = f64::from(x) - self.first[v];
@@ -180,6 +254,30 @@ impl Monitor {
     }
 }
 
+/// tSNR of a voxel with this mean and standard deviation; a flat voxel has none (0), not ∞.
+pub fn tsnr_of(mean: f64, sd: f64) -> f32 {
+    if sd > 0.0 {
+        (mean / sd) as f32
+    } else {
+        0.0
+    }
+}
+
+/// The median of finite values (the mean of the middle two for an even count); NaN for none.
+pub fn median(mut values: Vec<f32>) -> f32 {
+    values.retain(|v| v.is_finite());
+    let n = values.len();
+    if n == 0 {
+        return f32::NAN;
+    }
+    values.sort_unstable_by(f32::total_cmp);
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +287,9 @@ mod tests {
             fd_thresholds_mm: vec![0.2, 0.5],
             target_minutes: 1.0,
             tr_s: 2.0,
+            fd_limit_mm: 0.5,
+            std_dvars_limit: 1.5,
+            groups: Vec::new(),
         })
     }
 

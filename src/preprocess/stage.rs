@@ -24,7 +24,8 @@ use crate::ingest::{
     StartError, Volume,
 };
 use crate::preprocess::masks::{MaskError, Masks};
-use crate::preprocess::monitor::{Monitor, MonitorFigures, MonitorSettings};
+use crate::preprocess::monitor::MonitorFigures;
+use crate::preprocess::quality::{QualityMaps, RunQuality};
 use crate::preprocess::realign::Realigner;
 use crate::preprocess::slices::{roi_labels, slice_point, OrthoSlices, VolumeSlices};
 use crate::preprocess::trials::{read_events, Marker, Sample, TrialAssembler, TrialError};
@@ -69,9 +70,13 @@ pub struct VolumeReport {
     /// Per slice (z order), seconds from the first acquired slice, where the file says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slice_times_s: Option<Vec<f64>>,
-    /// Usable data so far and DVARS (`preprocess::monitor`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Usable data so far, DVARS, flags and tSNR (`preprocess::monitor`); logged as the
+    /// `monitor` record that follows the volume's.
+    #[serde(skip)]
     pub monitor: Option<MonitorFigures>,
+    /// The carpet plot's row for this volume (`preprocess::quality`).
+    #[serde(skip)]
+    pub carpet: Option<Arc<[f32]>>,
     /// Orthogonal planes of the (realigned) volume, and of the ROI labels, for the window.
     #[serde(skip)]
     pub slices: Option<VolumeSlices>,
@@ -110,6 +115,8 @@ pub enum PreprocessEvent {
     Sample(SampleReport),
     /// A problem that stopped preprocessing (the run's remaining volumes are still reported).
     Error(String),
+    /// The run's tSNR map and carpet layout, after its last volume (none without volumes).
+    QualityMaps(Arc<QualityMaps>),
     /// Nothing more will come.
     Ended {
         ingest: IngestCounts,
@@ -295,8 +302,8 @@ struct Preprocess {
     z_detail: Option<RollingZ>,
     z_semantic: Option<RollingZ>,
     previous_motion: Option<[f32; 6]>,
-    /// Built at the first volume (its TR may come from the header).
-    monitor: Option<Monitor>,
+    /// The monitor, tSNR map and carpet (built once masks are known).
+    quality: Option<RunQuality>,
     initialised: bool,
     failed: bool,
     samples: usize,
@@ -335,7 +342,7 @@ impl Preprocess {
             z_detail: None,
             z_semantic: None,
             previous_motion: None,
-            monitor: None,
+            quality: None,
             initialised: false,
             failed: false,
             samples: 0,
@@ -390,6 +397,9 @@ impl Preprocess {
                     let guarded = self.z_detail.as_ref().map_or(0, |z| z.guarded)
                         + self.z_semantic.as_ref().map_or(0, |z| z.guarded);
                     let samples = self.samples;
+                    if let Some(maps) = self.quality.as_ref().and_then(RunQuality::finish) {
+                        self.send(PreprocessEvent::QualityMaps(Arc::new(maps)));
+                    }
                     self.send(PreprocessEvent::Ended {
                         ingest: counts,
                         samples,
@@ -581,15 +591,11 @@ impl Preprocess {
             (_, Some(tr)) if tr > 0.0 => tr,
             _ => 1.0,
         };
-        let settings = &self.config.monitor;
-        let monitor = self.monitor.get_or_insert_with(|| {
-            Monitor::new(MonitorSettings {
-                fd_thresholds_mm: settings.fd_thresholds_mm.clone(),
-                target_minutes: settings.target_minutes,
-                tr_s,
-            })
-        });
-        let quality = monitor.push(fd, monitored);
+        let (config, masks) = (&self.config.monitor, self.masks.as_ref());
+        let quality = self
+            .quality
+            .get_or_insert_with(|| RunQuality::new(config.clone(), masks));
+        let (figures, carpet) = quality.push(fd, monitored, data, &v.geometry, tr_s);
         let samples = self.assembler.push_volume(k, zd, zs);
         let slices = OrthoSlices::cut(data, v.geometry.dims, self.slice_at).map(Arc::new);
         let report = VolumeReport {
@@ -607,7 +613,8 @@ impl Preprocess {
             preprocessed_ns: now_ns(),
             queued,
             slice_times_s: v.slice_times_s.clone(),
-            monitor: Some(quality),
+            monitor: Some(figures),
+            carpet: Some(carpet),
             slices,
             roi_slices: self.roi_slices.clone(),
         };

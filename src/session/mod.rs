@@ -29,7 +29,7 @@ use crate::clock::now_ns;
 use crate::config::SessionConfig;
 use crate::decode::stage::DecodeInput;
 use crate::decode::{DecodeError, DecodeEvent, DecodeSetup, DecodeStage};
-use crate::event::{RunSummary, SessionCommand, SessionEvent, SessionStarted};
+use crate::event::{MonitorReport, RunSummary, SessionCommand, SessionEvent, SessionStarted};
 use crate::ingest::replay::{run_replay, ReplayError, ReplayOptions, Source};
 use crate::ingest::ReadError;
 use crate::preprocess::stage::{PreprocessError, PreprocessEvent, PreprocessStage};
@@ -215,6 +215,7 @@ impl Session {
             feedback_label,
             stimuli: config.decode.stimuli.clone(),
             replay: replay.as_ref().map(|r| r.path.clone()),
+            monitor: config.monitor.clone(),
             at_ns: now_ns(),
             gallery,
         };
@@ -461,7 +462,17 @@ impl Hub {
     /// preprocessing has ended.
     fn preprocessed(&mut self, event: PreprocessEvent) -> bool {
         match event {
-            PreprocessEvent::Volume(v) => self.emit(SessionEvent::Volume(v)),
+            PreprocessEvent::Volume(v) => {
+                let monitor = v.monitor.clone().map(|figures| MonitorReport {
+                    index: v.index,
+                    figures,
+                });
+                self.emit(SessionEvent::Volume(v));
+                if let Some(m) = monitor {
+                    self.emit(SessionEvent::Monitor(m));
+                }
+            }
+            PreprocessEvent::QualityMaps(q) => self.emit(SessionEvent::QualityMaps(q)),
             PreprocessEvent::Dummy { index } => self.emit(SessionEvent::Dummy { index }),
             PreprocessEvent::Ingest(e) => self.emit(SessionEvent::Gap(e)),
             PreprocessEvent::Sample(s) => {

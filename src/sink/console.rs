@@ -41,6 +41,32 @@ fn gap(e: &IngestEvent) {
     }
 }
 
+/// A flagged volume is a warning (the console's reason to look up); the rest is debug.
+fn monitor_line(m: &crate::event::MonitorReport) {
+    let f = &m.figures;
+    let usable = f
+        .thresholds
+        .iter()
+        .map(|t| {
+            format!(
+                "≤{} mm {:.1} min ({:.0} %)",
+                t.threshold_mm, t.minutes, t.percent
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    if f.fd_over_limit || f.dvars_spike {
+        tracing::warn!(
+            "volume {:>4}  flagged: FD {} mm, std DVARS {}; usable {usable}",
+            m.index,
+            fmt(f.fd_mm),
+            fmt(f.std_dvars)
+        );
+    } else {
+        tracing::debug!("volume {:>4}  usable {usable}", m.index);
+    }
+}
+
 impl Sink for Console {
     fn name(&self) -> &str {
         "console"
@@ -63,6 +89,10 @@ impl Sink for Console {
                 fmt(v.fd),
                 v.preprocessed_ns.saturating_sub(v.seen_ns) as f64 / 1e6
             ),
+            SessionEvent::Monitor(m) => monitor_line(m),
+            SessionEvent::QualityMaps(q) => {
+                tracing::debug!("tSNR map and carpet of {} volumes ready", q.volumes)
+            }
             SessionEvent::Dummy { index } => tracing::debug!("volume {index:>4}  dummy scan"),
             SessionEvent::Gap(e) => gap(e),
             SessionEvent::Sample(s) => tracing::info!(

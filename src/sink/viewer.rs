@@ -66,6 +66,7 @@ impl ViewerSink {
             device: s.device.clone(),
             output_dir: s.output_dir.clone(),
             feedback_label: s.feedback_label.clone(),
+            monitor: s.monitor.clone(),
         })
     }
 
@@ -95,6 +96,7 @@ impl ViewerSink {
                     global_signal: v.global_signal,
                     mean_z_detail: v.mean_z_detail,
                     mean_z_semantic: v.mean_z_semantic,
+                    monitor: v.monitor.clone(),
                     read_ms: ms(v.seen_ns, v.read_ns),
                     preprocess_ms: ms(v.read_ns, v.preprocessed_ns),
                     slices: v.slices.clone(),
@@ -139,7 +141,10 @@ impl ViewerSink {
             SessionEvent::Gap(_)
             | SessionEvent::Displayed { .. }
             | SessionEvent::DisplayPaused { .. }
-            | SessionEvent::TargetChanged { .. } => return None,
+            | SessionEvent::TargetChanged { .. }
+            // The monitor's figures came with their volume; the maps are for the report.
+            | SessionEvent::Monitor(_)
+            | SessionEvent::QualityMaps(_) => return None,
         })
     }
 

@@ -140,6 +140,14 @@ impl ViewerApp {
             }
         });
         ui.label(state.status_line());
+        if let Some((line, flagged)) = state.monitor_line() {
+            let colour = if flagged {
+                Color32::from_rgb(255, 90, 70)
+            } else {
+                Color32::from_rgb(140, 210, 140)
+            };
+            ui.label(RichText::new(line).color(colour));
+        }
         ui.horizontal(|ui| {
             let pause = if self.paused() {
                 "Resume display"

@@ -38,6 +38,8 @@ pub struct SessionInfo {
     pub output_dir: std::path::PathBuf,
     /// What the feedback value is (e.g. "cosine with \"a red circle\"").
     pub feedback_label: Option<String>,
+    /// The console's thresholds and limits.
+    pub monitor: crate::config::MonitorConfig,
 }
 
 /// One preprocessed volume.
@@ -50,6 +52,8 @@ pub struct VolumeView {
     pub global_signal: f32,
     pub mean_z_detail: Option<f32>,
     pub mean_z_semantic: Option<f32>,
+    /// The console's figures after this volume (usable minutes, DVARS, flags, tSNR).
+    pub monitor: Option<crate::preprocess::monitor::MonitorFigures>,
     /// File seen → read, read → preprocessed, ms.
     pub read_ms: f64,
     pub preprocess_ms: f64,

@@ -120,6 +120,38 @@ impl ViewerState {
             .collect()
     }
 
+    /// The console's line for the newest volume, and whether that volume is flagged: usable
+    /// minutes and percent under each FD threshold with the projected scan time to the
+    /// target, FD, standardised DVARS and tSNR per mask.
+    pub fn monitor_line(&self) -> Option<(String, bool)> {
+        let v = self.volumes.last()?;
+        let f = v.monitor.as_ref()?;
+        let target = self.session.as_ref().map(|s| s.monitor.target_minutes);
+        let mut parts: Vec<String> = f
+            .thresholds
+            .iter()
+            .map(|t| {
+                let projected = match (t.projected_total_minutes, target) {
+                    (Some(p), Some(target)) => format!(", {target:.0} min by {p:.1} min"),
+                    _ => String::new(),
+                };
+                format!(
+                    "FD ≤ {} mm: {:.1} min usable ({:.0} %){projected}",
+                    t.threshold_mm, t.minutes, t.percent
+                )
+            })
+            .collect();
+        let num = |x: Option<f32>, digits: usize| {
+            x.map_or("n/a".to_string(), |x| format!("{x:.digits$}"))
+        };
+        parts.push(format!("FD {} mm", num(f.fd_mm, 2)));
+        parts.push(format!("std DVARS {}", num(f.std_dvars, 2)));
+        for t in &f.tsnr {
+            parts.push(format!("tSNR {} {:.0}", t.group, t.median));
+        }
+        Some((parts.join(" | "), f.fd_over_limit || f.dvars_spike))
+    }
+
     /// The status bar's line.
     pub fn status_line(&self) -> String {
         let total = self
@@ -161,6 +193,7 @@ mod tests {
             global_signal: 100.0 + index as f32,
             mean_z_detail: Some(0.1),
             mean_z_semantic: Some(-0.1),
+            monitor: None,
             read_ms: 1.0,
             preprocess_ms: 8.0,
             slices: None,
@@ -178,6 +211,7 @@ mod tests {
             device: "CPU (2 threads)".into(),
             output_dir: "out".into(),
             feedback_label: None,
+            monitor: Default::default(),
         }));
         s.apply(ViewerMessage::Dummy { index: 0 });
         for i in 1..4 {
@@ -223,5 +257,53 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("TR 1.50 s | CPU (2 threads)"), "{line}");
+        assert_eq!(s.monitor_line(), None, "no monitor figures yet");
+    }
+
+    #[test]
+    fn the_monitor_line_reports_the_newest_volume_and_is_flagged_over_a_limit() {
+        use crate::preprocess::monitor::{Monitor, MonitorSettings};
+        let mut monitor = Monitor::new(MonitorSettings {
+            fd_thresholds_mm: vec![0.2],
+            target_minutes: 1.0,
+            tr_s: 3.0,
+            fd_limit_mm: 0.5,
+            std_dvars_limit: 1.5,
+            groups: Vec::new(),
+        });
+        let mut s = ViewerState::default();
+        s.apply(ViewerMessage::Session(SessionInfo {
+            title: "t".into(),
+            volumes: None,
+            tr_s: 3.0,
+            device: "CPU".into(),
+            output_dir: "out".into(),
+            feedback_label: None,
+            monitor: crate::config::MonitorConfig {
+                target_minutes: 1.0,
+                ..Default::default()
+            },
+        }));
+        for (i, fd) in [None, Some(0.1), Some(0.1), Some(0.9)]
+            .into_iter()
+            .enumerate()
+        {
+            let ViewerMessage::Volume(mut v) = volume(i as u32 + 1) else {
+                unreachable!()
+            };
+            v.fd_mm = fd;
+            v.monitor = Some(monitor.push(fd, &[1.0, 2.0 + i as f32]));
+            s.apply(ViewerMessage::Volume(v));
+            let (line, flagged) = s.monitor_line().unwrap();
+            assert_eq!(flagged, fd == Some(0.9), "volume {}: {line}", i + 1);
+        }
+        // 3 of 4 volumes (9 s = 0.15 min) usable; 1 minute at 75 % is reached at
+        // 0.2 + 0.85 / 0.75 minutes of scanning.
+        let (line, _) = s.monitor_line().unwrap();
+        assert!(
+            line.starts_with("FD ≤ 0.2 mm: 0.1 min usable (75 %), 1 min by 1.3 min | FD 0.90 mm"),
+            "{line}"
+        );
+        assert!(line.contains("tSNR all "), "{line}");
     }
 }
