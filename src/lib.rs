@@ -9,6 +9,7 @@
 
 pub mod assets;
 pub mod atomic;
+pub mod chart;
 pub mod clock;
 pub mod config;
 pub mod decode;
@@ -21,6 +22,7 @@ pub mod inspect;
 pub mod metrics;
 pub mod model;
 pub mod preprocess;
+pub mod report;
 pub mod session;
 pub mod sim;
 pub mod sink;

@@ -84,6 +84,15 @@ enum Command {
     Orchestrator(cli::cluster::OrchestratorArgs),
     /// The live daemon: watch the export directory named in the session file.
     Run(cli::run::RunArgs),
+    /// A session folder's self-contained HTML report (motion, FD, DVARS, carpet, tSNR,
+    /// latency, decoding); `run` and `demo` write it at the end of every run.
+    Report {
+        /// The session folder (`output.dir`).
+        dir: PathBuf,
+        /// Which session in that folder (2 for events-2.jsonl); the newest by default.
+        #[arg(long)]
+        number: Option<u32>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -127,6 +136,10 @@ fn main() -> Result<()> {
         Command::Calibrate(args) => cli::calibrate::calibrate_cmd(args)?,
         Command::Eval(args) => cli::calibrate::eval_cmd(args)?,
         Command::Orchestrator(args) => cli::cluster::orchestrator_cmd(args)?,
+        Command::Report { dir, number } => {
+            let path = brainmclip::report::write_report(&dir, number)?;
+            println!("report: {}", path.display());
+        }
         Command::Features {
             encoder,
             images,

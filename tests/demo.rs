@@ -92,4 +92,109 @@ fn demo_headless_decodes_every_trial_above_thresholds_and_matches_golden() {
         (identification - want).abs() < 0.01,
         "identification {identification} vs golden {want}"
     );
+
+    check_report(&out.join("session"), drawn as usize);
+}
+
+const SECTIONS: [&str; 9] = [
+    "summary",
+    "motion",
+    "fd",
+    "dvars",
+    "global-signal",
+    "carpet",
+    "tsnr",
+    "latency",
+    "decoding",
+];
+
+/// The demo's report: every section, nothing from a network, one stimulus | reconstruction
+/// pair per drawn trial, the demo's scores; `brainmclip report` rebuilds it byte for byte; and
+/// a real browser shows the carpet plot (Debian's chromium, which `.ci/run` installs).
+fn check_report(session: &Path, drawn: usize) {
+    let path = session.join("report.html");
+    let html = std::fs::read_to_string(&path).expect("the demo writes report.html");
+    for id in SECTIONS {
+        assert!(
+            html.contains(&format!("<section id=\"{id}\">")),
+            "no {id} section"
+        );
+    }
+    assert!(
+        !html.contains("http:") && !html.contains("https:"),
+        "a URL in the report"
+    );
+    let images = html.matches("<img ").count();
+    let inline = html.matches("src=\"data:image/png;base64,").count();
+    assert_eq!(images, inline, "every image inline");
+    // 10 figures, then a stimulus and a reconstruction per drawn trial (at most 48 trials).
+    let pairs = drawn.min(48);
+    assert_eq!(html.matches("alt=\"stimulus\"").count(), pairs);
+    assert_eq!(html.matches("alt=\"reconstruction\"").count(), pairs);
+    assert_eq!(images, 10 + 2 * pairs);
+    assert!(html.contains("demo: semantic_identification"));
+    assert!(html.contains("<td>trials decoded</td><td>70</td>"));
+
+    let again = Command::new(env!("CARGO_BIN_EXE_brainmclip"))
+        .args(["report", session.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let rebuilt = std::fs::read_to_string(&path).unwrap();
+    let first_difference = rebuilt.bytes().zip(html.bytes()).position(|(a, b)| a != b);
+    assert!(
+        rebuilt == html,
+        "the report is not reproducible: {} vs {} bytes, first difference at {first_difference:?}: {:?}",
+        rebuilt.len(),
+        html.len(),
+        first_difference.map(|k| &rebuilt[k.saturating_sub(80)..(k + 40).min(rebuilt.len())])
+    );
+
+    // The whole page in a browser: the carpet's two ROI bands are on screen, and beside them,
+    // in the rows they span, the grey voxel cells.
+    let shot = session.join("report-page.png");
+    let browser = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1000,7000",
+            &format!("--screenshot={}", shot.display()),
+            &format!("file://{}", path.display()),
+        ])
+        .output()
+        .expect("Debian's chromium must be installed for this test (apt install chromium)");
+    assert!(
+        browser.status.success(),
+        "{}",
+        String::from_utf8_lossy(&browser.stderr)
+    );
+    let img = image::open(&shot).unwrap().to_rgb8();
+    let band_rows = |colour: [u8; 3]| -> Vec<u32> {
+        (0..img.height())
+            .filter(|&y| (0..img.width()).any(|x| img.get_pixel(x, y).0 == colour))
+            .collect()
+    };
+    let (low, high) = (band_rows([230, 140, 40]), band_rows([60, 190, 220]));
+    assert!(
+        low.len() > 100 && high.len() > 30,
+        "ROI bands of {} and {} rows: the carpet is not on the page",
+        low.len(),
+        high.len()
+    );
+    let mid_grey = (low[0]..=high[high.len() - 1])
+        .flat_map(|y| (0..img.width()).map(move |x| (x, y)))
+        .map(|(x, y)| img.get_pixel(x, y).0)
+        .filter(|p| p[0] == p[1] && p[1] == p[2] && (40..216).contains(&p[0]))
+        .count();
+    // The carpet's cells fill about 800 x 330 px of those rows; text edges give a few hundred.
+    assert!(
+        mid_grey > 150_000,
+        "{mid_grey} grey pixels beside the bands"
+    );
 }

@@ -297,6 +297,64 @@ fn run_replays_a_simulated_session_through_preprocessing() {
         .sum();
     assert_eq!((dims[1] as u64, dims[4]), (rows, 76));
     assert!(rows > 500 && rows <= 2000, "{rows}");
+
+    // `run` wrote the report beside the log: every section, no trials to show.
+    assert!(said.contains("report: "), "{said}");
+    let html = std::fs::read_to_string(d.join("out/report.html")).unwrap();
+    for id in [
+        "summary",
+        "motion",
+        "fd",
+        "dvars",
+        "global-signal",
+        "carpet",
+        "tsnr",
+        "latency",
+        "decoding",
+    ] {
+        assert!(
+            html.contains(&format!("<section id=\"{id}\">")),
+            "no {id} section"
+        );
+    }
+    assert!(html.contains("No trials were decoded"));
+    assert!(html.contains("<td>volumes preprocessed</td><td>76</td>"));
+    let over = monitors
+        .iter()
+        .filter(|m| m["fd_over_limit"] == true)
+        .count();
+    assert!(html.contains(&format!(
+        "<td>volumes over the FD limit</td><td><span class=\"flag\">{over}</span></td>"
+    )));
+
+    // A crashed session: only a `.partial` log, its last line cut, no maps. The report still
+    // comes, says what is missing, and counts the unreadable line.
+    let crashed = d.join("crashed");
+    std::fs::create_dir(&crashed).unwrap();
+    let log = std::fs::read_to_string(d.join("out/events.jsonl")).unwrap();
+    let cut = &log[..log.len() - 40];
+    std::fs::write(crashed.join("events.jsonl.partial"), cut).unwrap();
+    let report = Command::new(env!("CARGO_BIN_EXE_brainmclip"))
+        .args(["report", crashed.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let html = std::fs::read_to_string(crashed.join("report.html")).unwrap();
+    assert!(html.contains("n/a (the run did not end)"));
+    assert!(html.contains("No carpet was written"));
+    assert!(html.contains("1 unreadable log lines skipped"));
+    // And a folder without a session says so, naming it.
+    let empty = Command::new(env!("CARGO_BIN_EXE_brainmclip"))
+        .args(["report", d.join("bids").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!empty.status.success());
+    let said = String::from_utf8_lossy(&empty.stderr);
+    assert!(said.contains("bids: no session log"), "{said}");
     let (mut trans, mut rot) = (0.0f64, 0.0f64);
     for row in &qa {
         let index: usize = row[0].parse().unwrap();

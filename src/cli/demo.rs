@@ -81,5 +81,6 @@ pub fn demo_cmd(args: DemoArgs) -> Result<()> {
     brainmclip::atomic::write_atomic(&path, serde_json::to_string_pretty(&summary)?.as_bytes())
         .with_context(|| format!("{}: cannot write", path.display()))?;
     println!("demo: {summary}; summary: {}", path.display());
+    super::run::write_session_report(&outcome);
     Ok(())
 }

@@ -73,7 +73,9 @@ pub fn run_cmd(args: RunArgs) -> Result<()> {
         // Only copies of the recording are in it; the log and QA are in output.dir.
         let _ = std::fs::remove_dir_all(dir);
     }
-    print_outcome(&outcome?);
+    let outcome = outcome?;
+    print_outcome(&outcome);
+    write_session_report(&outcome);
     Ok(())
 }
 
@@ -97,5 +99,14 @@ pub fn print_outcome(o: &SessionOutcome) {
     }
     for p in &o.sink_problems {
         eprintln!("sink {}: {}", p.sink, p.message);
+    }
+}
+
+/// The run's HTML report beside its log; a report that cannot be written is a warning, since
+/// everything it would show is already on disk.
+pub fn write_session_report(o: &SessionOutcome) {
+    match brainmclip::report::write_report_for_log(&o.log) {
+        Ok(path) => println!("report: {}", path.display()),
+        Err(e) => eprintln!("report not written: {e}"),
     }
 }

@@ -213,7 +213,12 @@ impl Session {
             output_dir: config.output.dir.clone(),
             feedback_address: feedback_address.map(|a| a.to_string()),
             feedback_label,
-            stimuli: config.decode.stimuli.clone(),
+            // Absolute, so the report finds the stimuli from wherever it is made.
+            stimuli: config
+                .decode
+                .stimuli
+                .as_ref()
+                .map(|s| std::fs::canonicalize(s).unwrap_or_else(|_| s.clone())),
             replay: replay.as_ref().map(|r| r.path.clone()),
             monitor: config.monitor.clone(),
             at_ns: now_ns(),

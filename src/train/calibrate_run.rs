@@ -17,8 +17,8 @@ use super::calibrate::{
 };
 use super::evaluate::{evaluate_decoding, single_object_positions, DecodingReport};
 use super::parallel::{run_peers, Cluster};
-use super::plot::{plot_lines, Chart, Series};
 use super::projector_train::{train_projector, DataShape, Dataset, EpochLog, TrainReport};
+use crate::chart::{plot_lines, Chart, Series};
 use crate::features::FeatureSet;
 use crate::model::calibration::{
     column_stats, standardise, Calibration, CalibrationInfo, Normalisation,

@@ -13,7 +13,6 @@ pub mod evaluate;
 pub mod generator;
 pub mod generator_eval;
 pub mod parallel;
-pub mod plot;
 pub mod probe;
 pub mod projector_train;
 

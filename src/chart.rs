@@ -1,8 +1,10 @@
-//! Line charts written as PNG files (the loss curves beside a calibration's `report.json`),
-//! drawn with plotters: a title, both axes named with their units, a legend naming every series
-//! beside the plot, a log or linear y axis. Text is set in the Ubuntu font that egui already
-//! bundles, so no system font is needed. Not for images of stimuli or reconstructions (those are
-//! written as they are), nor for the live window's plots (`ui/plots.rs`, egui_plot).
+//! Line charts as PNG (the loss curves beside a calibration's `report.json`, the run report's
+//! traces), drawn with plotters: a title, both axes named with their units, a legend naming
+//! every series beside the plot, a log or linear y axis, dashed reference levels, series as
+//! lines or as points. Text is set in the Ubuntu font that egui already bundles, so no system
+//! font is needed; `render` gives other drawings (the report's carpet and histograms) the same
+//! canvas and font. Not for images of stimuli or reconstructions (those are written as they
+//! are), nor for the live window's plots (`ui/plots.rs`, egui_plot).
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -33,7 +35,7 @@ pub const COLOURS: [RGBColor; 12] = [
     RGBColor(0, 128, 128),
 ];
 
-const FONT: &str = "sans-serif";
+pub const FONT: &str = "sans-serif";
 const LEGEND_FONT: f64 = 13.0;
 
 /// One named line: its y values at x = 0, 1, 2, ... (epochs, as numbered in `report.json`).
@@ -41,6 +43,14 @@ const LEGEND_FONT: f64 = 13.0;
 pub struct Series {
     pub name: String,
     pub points: Vec<f64>,
+}
+
+/// A named series at explicit x values, drawn as a line or as points (e.g. flagged volumes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct XySeries {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    pub as_points: bool,
 }
 
 /// What a chart says about itself: its title, each axis's quantity and unit, the y scale.
@@ -61,7 +71,7 @@ pub struct PlotError {
 }
 
 /// Registers the bundled font as plotters' "sans-serif", once per process.
-fn font_loaded() -> bool {
+pub fn font_loaded() -> bool {
     static LOADED: OnceLock<bool> = OnceLock::new();
     *LOADED.get_or_init(|| {
         plotters::style::register_font(FONT, FontStyle::Normal, epaint_default_fonts::UBUNTU_LIGHT)
@@ -77,57 +87,112 @@ pub fn plot_lines(path: &Path, chart: &Chart, series: &[Series]) -> Result<(), P
         path: path.to_owned(),
         message,
     };
-    if !font_loaded() {
-        return Err(fail("the bundled chart font did not load".into()));
-    }
+    let series: Vec<XySeries> = series
+        .iter()
+        .map(|s| XySeries {
+            name: s.name.clone(),
+            points: s
+                .points
+                .iter()
+                .enumerate()
+                .map(|(x, &y)| (x as f64, y))
+                .collect(),
+            as_points: false,
+        })
+        .collect();
+    let png = lines_png(chart, &series, &[], (WIDTH, HEIGHT)).map_err(fail)?;
+    crate::atomic::write_atomic(path, &png).map_err(|e| fail(e.to_string()))
+}
+
+/// A `size` PNG of `series` with dashed horizontal `levels` (name, y). Non-finite values, and
+/// values <= 0 on a log axis, are left out; a series without points still gets its legend
+/// entry, marked "(no data)".
+pub fn lines_png(
+    chart: &Chart,
+    series: &[XySeries],
+    levels: &[(String, f64)],
+    size: (u32, u32),
+) -> Result<Vec<u8>, String> {
     let usable = |y: f64| y.is_finite() && (!chart.log_y || y > 0.0);
-    let lines: Vec<(String, Vec<(f64, f64)>)> = series
+    let lines: Vec<Drawn> = series
         .iter()
         .map(|s| {
             let points: Vec<_> = s
                 .points
                 .iter()
-                .enumerate()
-                .filter(|&(_, &y)| usable(y))
-                .map(|(x, &y)| (x as f64, y))
+                .copied()
+                .filter(|&(x, y)| x.is_finite() && usable(y))
                 .collect();
             let name = if points.is_empty() {
                 format!("{} (no data)", s.name)
             } else {
                 s.name.clone()
             };
-            (name, points)
+            Drawn {
+                name,
+                points,
+                as_points: s.as_points,
+            }
         })
         .collect();
-    let all = || lines.iter().flat_map(|(_, p)| p.iter());
+    let levels: Vec<(String, f64)> = levels.iter().filter(|l| usable(l.1)).cloned().collect();
+    let all = || lines.iter().flat_map(|l| l.points.iter());
     let x = padded(extent(all().map(|p| p.0)), 0.0);
-    let y = extent(all().map(|p| p.1));
-    let mut rgb = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
-    {
-        let backend = BitMapBackend::<RGBPixel>::with_buffer_and_format(&mut rgb, (WIDTH, HEIGHT))
-            .map_err(|e| fail(format!("cannot make the chart's bitmap: {e}")))?;
-        let root = backend.into_drawing_area();
-        let drawn = if chart.log_y {
-            draw(&root, chart, &lines, x, decades(y).log_scale())
+    let y = extent(all().map(|p| p.1).chain(levels.iter().map(|l| l.1)));
+    render(size, |root| {
+        if chart.log_y {
+            draw(root, chart, &lines, &levels, x, decades(y).log_scale())
         } else {
-            draw(&root, chart, &lines, x, padded(y, 0.05))
-        };
-        drawn
+            draw(root, chart, &lines, &levels, x, padded(y, 0.05))
+        }
+    })
+}
+
+/// One series as drawn: its legend name, its usable points, lines or points.
+struct Drawn {
+    name: String,
+    points: Vec<(f64, f64)>,
+    as_points: bool,
+}
+
+/// What `render` hands a drawing, and what the drawing returns.
+pub type Canvas<'a> = DrawingArea<BitMapBackend<'a, RGBPixel>, Shift>;
+pub type Drawing = Result<
+    (),
+    DrawingAreaErrorKind<<BitMapBackend<'static, RGBPixel> as DrawingBackend>::ErrorType>,
+>;
+
+/// Draws on a white-backed `size` bitmap with the chart font loaded, and encodes it as PNG.
+pub fn render(
+    size: (u32, u32),
+    paint: impl FnOnce(&Canvas<'_>) -> Drawing,
+) -> Result<Vec<u8>, String> {
+    if !font_loaded() {
+        return Err("the bundled chart font did not load".into());
+    }
+    let (w, h) = size;
+    let mut rgb = vec![255u8; (w * h * 3) as usize];
+    {
+        let backend = BitMapBackend::<RGBPixel>::with_buffer_and_format(&mut rgb, size)
+            .map_err(|e| format!("cannot make the chart's bitmap: {e}"))?;
+        let root = backend.into_drawing_area();
+        paint(&root)
             .and_then(|()| root.present())
-            .map_err(|e| fail(format!("cannot draw the chart: {e}")))?;
+            .map_err(|e| format!("cannot draw the chart: {e}"))?;
     }
     let mut png = Vec::new();
     image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(&rgb, WIDTH, HEIGHT, image::ExtendedColorType::Rgb8)
-        .map_err(|e| fail(format!("cannot encode PNG: {e}")))?;
-    crate::atomic::write_atomic(path, &png).map_err(|e| fail(e.to_string()))
+        .write_image(&rgb, w, h, image::ExtendedColorType::Rgb8)
+        .map_err(|e| format!("cannot encode PNG: {e}"))?;
+    Ok(png)
 }
 
 /// Draws the chart on `root`; `y_range` is a linear range or a `.log_scale()` one.
 fn draw<DB, Y>(
     root: &DrawingArea<DB, Shift>,
     chart: &Chart,
-    lines: &[(String, Vec<(f64, f64)>)],
+    lines: &[Drawn],
+    levels: &[(String, f64)],
     x_range: Range<f64>,
     y_range: Y,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>>
@@ -141,7 +206,9 @@ where
     let legend_font = FontDesc::new(FontFamily::SansSerif, LEGEND_FONT, FontStyle::Normal);
     let longest = lines
         .iter()
-        .filter_map(|(name, _)| legend_font.box_size(name).ok())
+        .map(|l| l.name.as_str())
+        .chain(levels.iter().map(|l| l.0.as_str()))
+        .filter_map(|name| legend_font.box_size(name).ok())
         .map(|(w, _)| w)
         .max()
         .unwrap_or(0);
@@ -166,16 +233,46 @@ where
         .draw()?;
     let (x0, y0) = plot.plotting_area().get_base_pixel();
     let legend_x = x0 + plot.plotting_area().dim_in_pixel().0 as i32 + 16;
-    for (k, (name, points)) in lines.iter().enumerate() {
+    for (k, line) in lines.iter().enumerate() {
         let style = COLOURS[k % COLOURS.len()].stroke_width(2);
-        let marker = if points.len() == 1 { 3 } else { 0 };
-        plot.draw_series(LineSeries::new(points.iter().copied(), style).point_size(marker))?;
-        // The legend, drawn on the root: the chart's own legend is clipped to the plot.
         let y = y0 + 10 + 20 * k as i32;
-        root.draw(&PathElement::new(
-            vec![(legend_x, y), (legend_x + 20, y)],
-            style,
+        if line.as_points {
+            let fill = COLOURS[k % COLOURS.len()].filled();
+            plot.draw_series(line.points.iter().map(|&p| Circle::new(p, 4, fill)))?;
+            root.draw(&Circle::new((legend_x + 10, y), 4, fill))?;
+        } else {
+            let marker = if line.points.len() == 1 { 3 } else { 0 };
+            plot.draw_series(
+                LineSeries::new(line.points.iter().copied(), style).point_size(marker),
+            )?;
+            // The legend, drawn on the root: the chart's own legend is clipped to the plot.
+            root.draw(&PathElement::new(
+                vec![(legend_x, y), (legend_x + 20, y)],
+                style,
+            ))?;
+        }
+        root.draw(&Text::new(
+            line.name.as_str(),
+            (legend_x + 28, y - 6),
+            legend_font.clone(),
         ))?;
+    }
+    let grey = RGBColor(110, 110, 110);
+    for (k, (name, level)) in levels.iter().enumerate() {
+        // Dashes drawn as short segments: plotters 0.3's bitmap has no dashed stroke.
+        let (lo, hi) = (x_range.start, x_range.end);
+        let step = (hi - lo) / 60.0;
+        plot.draw_series((0..60).step_by(2).map(|i| {
+            let a = lo + step * i as f64;
+            PathElement::new(vec![(a, *level), (a + step, *level)], grey.stroke_width(1))
+        }))?;
+        let y = y0 + 10 + 20 * (lines.len() + k) as i32;
+        for d in [0, 8, 16] {
+            root.draw(&PathElement::new(
+                vec![(legend_x + d, y), (legend_x + d + 4, y)],
+                grey.stroke_width(1),
+            ))?;
+        }
         root.draw(&Text::new(
             name.as_str(),
             (legend_x + 28, y - 6),
@@ -220,7 +317,7 @@ fn decades(extent: Option<(f64, f64)>) -> Range<f64> {
 
 /// A tick label: at most 4 significant digits, no trailing zeros, exponent form when tiny or huge;
 /// below 1e-12 it is rounding noise in plotters' tick positions (a zero printed as -5.55e-17).
-fn tick(v: &f64) -> String {
+pub fn tick(v: &f64) -> String {
     fn trim(s: &str) -> &str {
         if s.contains('.') {
             s.trim_end_matches('0').trim_end_matches('.')
