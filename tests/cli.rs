@@ -143,13 +143,21 @@ fn replay_then_run_records_every_volume() {
         [
             "started",
             "volume1",
+            "monitor1",
             "volume2",
+            "monitor2",
             "missing3",
             "volume4",
+            "monitor4",
             "volume5",
+            "monitor5",
             "volume6",
+            "monitor6",
             "volume7",
+            "monitor7",
             "volume8",
+            "monitor8",
+            "quality_maps",
             "run_ended"
         ]
     );

@@ -233,7 +233,10 @@ fn a_live_run_flags_the_simulators_motion_spikes_and_counts_usable_minutes_by_th
         let counted = t["volumes"].as_u64().unwrap() as usize;
         // At 0.2 mm the run's ordinary drift sits near the threshold (19 volumes within the
         // margin); at 0.3 and 0.5 mm only a few.
-        assert!(unsure <= 24, "{unsure} volumes near {limit} mm: the check says little");
+        assert!(
+            unsure <= 24,
+            "{unsure} volumes near {limit} mm: the check says little"
+        );
         assert!(
             counted.abs_diff(usable) <= unsure,
             "{limit} mm: {counted} usable, the truth says {usable} (±{unsure})"
