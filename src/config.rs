@@ -135,6 +135,23 @@ pub struct FeedbackConfig {
     pub address: String,
     pub max_clients: usize,
     pub backlog: usize,
+    /// A shared secret every client sends first (`{"type":"hello","token":"..."}`); required
+    /// when `address` is not a loopback address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The longest line a client may send; a longer one closes its connection.
+    pub max_line_bytes: usize,
+    /// Lines a client may send per second (a burst of as many); faster closes its connection.
+    pub max_lines_per_second: u32,
+}
+
+impl FeedbackConfig {
+    /// Whether `address` listens on loopback only ("127.0.0.1:P", "[::1]:P").
+    pub fn is_loopback(&self) -> bool {
+        self.address
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback())
+    }
 }
 
 impl Default for FeedbackConfig {
@@ -144,6 +161,9 @@ impl Default for FeedbackConfig {
             address: "127.0.0.1:5600".into(),
             max_clients: 8,
             backlog: 256,
+            token: None,
+            max_line_bytes: 4096,
+            max_lines_per_second: 50,
         }
     }
 }
@@ -406,6 +426,39 @@ impl SessionConfig {
             return invalid(
                 "monitor.target_minutes",
                 format!("is {}, expected minutes > 0", m.target_minutes),
+            );
+        }
+        let f = &self.feedback;
+        if f.enabled && !f.is_loopback() && f.token.is_none() {
+            return invalid(
+                "feedback.token",
+                format!("is not set while feedback.address {} is not a loopback address: anyone on the network could read the session and send markers; set a token of at least 16 characters (clients send it first), or listen on 127.0.0.1", f.address),
+            );
+        }
+        if let Some(token) = &f.token {
+            if token.chars().count() < 16 {
+                return invalid(
+                    "feedback.token",
+                    format!(
+                        "has {} characters, expected at least 16",
+                        token.chars().count()
+                    ),
+                );
+            }
+        }
+        if f.max_line_bytes < 256 {
+            return invalid(
+                "feedback.max_line_bytes",
+                format!(
+                    "is {}, expected at least 256 (a marker line)",
+                    f.max_line_bytes
+                ),
+            );
+        }
+        if f.max_lines_per_second == 0 {
+            return invalid(
+                "feedback.max_lines_per_second",
+                "is 0, expected at least 1".into(),
             );
         }
         if !(m.fd_limit_mm.is_finite() && m.fd_limit_mm > 0.0) {
@@ -681,6 +734,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("watch") && err.contains("inotify"), "{err}");
+    }
+
+    #[test]
+    fn a_feedback_server_off_loopback_needs_a_token() {
+        let parse = |text: &str| SessionConfig::parse(text, Path::new("s.toml"));
+        let err = parse("[feedback]\naddress = \"0.0.0.0:5600\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("feedback.token") && err.contains("0.0.0.0:5600 is not a loopback"),
+            "{err}"
+        );
+        let err = parse("[feedback]\naddress = \"0.0.0.0:5600\"\ntoken = \"short\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("has 5 characters, expected at least 16"),
+            "{err}"
+        );
+        let ok = parse("[feedback]\naddress = \"0.0.0.0:5600\"\ntoken = \"0123456789abcdef\"\n");
+        assert!(ok.is_ok(), "{ok:?}");
+        // Loopback needs none.
+        for address in ["127.0.0.1:5600", "[::1]:5600"] {
+            let text = format!("[feedback]\naddress = \"{address}\"\n");
+            let parsed = parse(&text);
+            assert!(parsed.is_ok(), "{address}: {parsed:?}");
+        }
+        // Disabled, it listens nowhere and needs nothing.
+        assert!(parse("[feedback]\nenabled = false\naddress = \"0.0.0.0:1\"\n").is_ok());
     }
 
     #[test]

@@ -116,6 +116,24 @@ fn default_duration() -> f64 {
     3.0
 }
 
+/// Why `stimulus` is not a name inside the stimuli folder (an absolute path, a drive or a `..`
+/// step would let whoever sends it make the daemon open any file), or None when it is.
+pub fn unsafe_stimulus_name(stimulus: &str) -> Option<String> {
+    use std::path::Component;
+    let path = std::path::Path::new(stimulus);
+    let outside = path.components().any(|c| {
+        matches!(
+            c,
+            Component::RootDir | Component::Prefix(_) | Component::ParentDir
+        )
+    });
+    (outside || stimulus.contains('\\') || stimulus.is_empty()).then(|| {
+        format!(
+            "stimulus {stimulus:?}: expected a relative name inside decode.stimuli, without `..`"
+        )
+    })
+}
+
 /// Collects volumes into trials as they arrive.
 pub struct TrialAssembler {
     tr_s: f64,

@@ -187,7 +187,7 @@ impl Session {
             .transpose()?;
         let server = if config.feedback.enabled {
             let f = &config.feedback;
-            Some(FeedbackServer::start(&f.address, f.max_clients, f.backlog)?)
+            Some(FeedbackServer::start(&f.address, f.into())?)
         } else {
             None
         };

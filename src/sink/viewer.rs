@@ -160,6 +160,10 @@ impl ViewerSink {
     }
 
     fn image(&self, stimulus: &str) -> Option<Rgb> {
+        if let Some(why) = crate::preprocess::trials::unsafe_stimulus_name(stimulus) {
+            tracing::warn!("window: {why}");
+            return None;
+        }
         let path = self.stimuli.as_ref()?.join(stimulus);
         match read_rgb8(&path, None) {
             Ok((rgb, w, h)) => Rgb::new(w, h, rgb),
