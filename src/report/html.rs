@@ -192,9 +192,11 @@ fn gallery(log: &RunLog, stimuli: Option<PathBuf>, session: &Path) -> String {
     let step = drawn.len().div_ceil(GALLERY_MAX).max(1);
     let mut out = String::from("<div class=\"pairs\">");
     for t in drawn.iter().step_by(step) {
+        // A name from the log is opened only inside the stimuli folder.
         let stimulus = t
             .stimulus
             .as_ref()
+            .filter(|s| crate::preprocess::trials::unsafe_stimulus_name(s).is_none())
             .zip(stimuli.as_ref())
             .and_then(|(s, dir)| thumbnail(&dir.join(s)));
         // Looked up by name in the session folder, so a moved or copied folder still shows it.
