@@ -4,6 +4,7 @@
 //! reads no volumes and writes no files: what it makes goes out as `DecodeEvent`s.
 
 pub mod decoder;
+pub mod gallery_cache;
 pub mod generate;
 pub mod retrieval;
 pub mod stage;

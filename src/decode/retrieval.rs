@@ -77,6 +77,8 @@ pub struct Gallery {
     pub embeddings: Vec<Vec<f32>>,
     /// 64 x 64 RGB thumbnails for the window.
     pub thumbnails: Vec<Vec<u8>>,
+    /// Whether the embeddings came from the folder's cache (`gallery_cache`).
+    pub cached: bool,
 }
 
 pub const THUMBNAIL: usize = 64;
@@ -114,6 +116,20 @@ impl Gallery {
                 "a gallery needs at least two images (.png or .jpg)",
             ));
         }
+        let key = super::gallery_cache::key(encoder, dir, &names).map_err(|e| err(dir, e))?;
+        match super::gallery_cache::read(dir, &key, &names) {
+            Ok(Some(c)) => {
+                return Ok(Gallery {
+                    dir: dir.to_owned(),
+                    names,
+                    embeddings: c.embeddings,
+                    thumbnails: c.thumbnails,
+                    cached: true,
+                })
+            }
+            Ok(None) => {}
+            Err(why) => tracing::warn!("{why}"),
+        }
         let conditioner = Conditioner::<LiveBackend>::load_on(encoder, live_device(device))
             .map_err(|e| err(encoder, e))?;
         let mut embeddings = Vec::with_capacity(names.len());
@@ -125,11 +141,19 @@ impl Gallery {
                 thumbnails.push(read_rgb8(path, Some(THUMBNAIL as u32))?.0);
             }
         }
+        let cache = super::gallery_cache::Cached {
+            embeddings,
+            thumbnails,
+        };
+        if !super::gallery_cache::write(dir, &key, &names, &cache) {
+            tracing::debug!("{}: gallery cache not written (read-only?)", dir.display());
+        }
         Ok(Gallery {
             dir: dir.to_owned(),
             names,
-            embeddings,
-            thumbnails,
+            embeddings: cache.embeddings,
+            thumbnails: cache.thumbnails,
+            cached: false,
         })
     }
 
@@ -178,6 +202,7 @@ mod tests {
                 .collect(),
             thumbnails: vec![Vec::new(); embeddings.len()],
             embeddings,
+            cached: false,
         }
     }
 

@@ -83,9 +83,14 @@ impl DecodeSetup {
                 message: e.to_string(),
             })?;
             tracing::info!(
-                "gallery: {} candidate images from {}",
+                "gallery: {} candidate images from {}{}",
                 gallery.names.len(),
-                g.display()
+                g.display(),
+                if gallery.cached {
+                    " (embeddings from its cache)"
+                } else {
+                    ""
+                }
             );
             decoder = decoder.with_gallery(gallery);
         }

@@ -6,6 +6,7 @@
 //! simulator's world, not real data. It does not open the window (the CLI does).
 
 pub mod score;
+pub mod sim_cache;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -136,19 +137,45 @@ pub fn prepare(o: &DemoOptions) -> Result<PreparedDemo, DemoError> {
             runs: test_runs.len(),
         })?;
     let bids = o.out.join("sim");
-    tracing::info!(
-        "simulating test run {run} of the demo subject (seed {DEMO_SEED}) into {}",
-        bids.display()
-    );
-    let summary = simulate_runs(&sim, &bids, DEMO_SEED, Some(&[run]))?;
-    let bold = summary
-        .runs
-        .first()
-        .cloned()
-        .ok_or_else(|| DemoError::File {
-            path: bids.clone(),
-            message: "the simulation wrote no run".into(),
-        })?;
+    let key = sim_cache::key(&sim, DEMO_SEED, run);
+    let bold = match sim_cache::cached_run(&bids, &key) {
+        Some(bold) => {
+            tracing::info!(
+                "test run {run} of the demo subject: the simulation in {} is current, reused",
+                bids.display()
+            );
+            bold
+        }
+        None => {
+            tracing::info!(
+                "simulating test run {run} of the demo subject (seed {DEMO_SEED}) into {}",
+                bids.display()
+            );
+            if bids.exists() {
+                // A stale or partial simulation: start clean, so the stamp lists only this one.
+                std::fs::remove_dir_all(&bids).map_err(|e| DemoError::File {
+                    path: bids.clone(),
+                    message: format!("cannot clear: {e}"),
+                })?;
+            }
+            let summary = simulate_runs(&sim, &bids, DEMO_SEED, Some(&[run]))?;
+            let bold = summary
+                .runs
+                .first()
+                .cloned()
+                .ok_or_else(|| DemoError::File {
+                    path: bids.clone(),
+                    message: "the simulation wrote no run".into(),
+                })?;
+            if let Err(e) = sim_cache::record(&bids, &key, &bold) {
+                tracing::warn!(
+                    "{}: cannot record the simulation for reuse: {e}",
+                    bids.display()
+                );
+            }
+            bold
+        }
+    };
     let sub = bids.join(format!("sub-{}", sim.subject));
     let events = PathBuf::from(
         bold.to_string_lossy()
