@@ -26,6 +26,7 @@ pub mod report;
 pub mod session;
 pub mod sim;
 pub mod sink;
+pub mod startup;
 pub mod train;
 pub mod tsv;
 pub mod ui;

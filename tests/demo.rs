@@ -94,6 +94,89 @@ fn demo_headless_decodes_every_trial_above_thresholds_and_matches_golden() {
     );
 
     check_report(&out.join("session"), drawn as usize);
+    check_second_start(dir.path(), &String::from_utf8_lossy(&run.stderr));
+}
+
+/// The start-up's console lines for `step`, from a run's stderr.
+fn startup_line<'a>(stderr: &'a str, step: &str) -> &'a str {
+    stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("start-up: {step}")) && l.contains(": done in "))
+        .unwrap_or_else(|| panic!("no finished start-up step {step:?} in:\n{stderr}"))
+}
+
+fn demo_again(dir: &Path, extra: &[&str]) -> String {
+    let run = Command::new(env!("CARGO_BIN_EXE_brainmclip"))
+        .current_dir(dir)
+        .env_remove("BRAINMCLIP_ASSETS")
+        .args(["demo", "--headless", "--speed", "max", "--out", "demo"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "{stderr}");
+    stderr
+}
+
+/// The first minute: the first start simulated and embedded (and kept both); a second start
+/// reuses both; a start whose encoder changed (a copy of the shipped models, one byte added to
+/// the encoder's config) reuses the simulation but embeds the gallery again. (A changed gallery
+/// image is tested on the cache itself, tests/gallery_cache.rs.)
+fn check_second_start(dir: &Path, first: &str) {
+    let simulated = startup_line(first, "simulating test run 1");
+    assert!(simulated.contains("kept for the next start"), "{simulated}");
+    let gallery = "embedding the gallery (";
+    assert!(
+        startup_line(first, gallery).contains("(embedded, cached for the next start)"),
+        "{first}"
+    );
+    for step in [
+        "finding the shipped models",
+        "loading the decoder",
+        "waiting for the first volume",
+    ] {
+        startup_line(first, step);
+    }
+
+    let second = demo_again(dir, &[]);
+    assert!(
+        startup_line(&second, "simulating test run 1").contains("(reused from "),
+        "{second}"
+    );
+    assert!(
+        startup_line(&second, gallery).contains("(from its cache)"),
+        "{second}"
+    );
+
+    let copy = dir.join("models");
+    for folder in [
+        "assets/demo-encoder",
+        "assets/demo-generator",
+        "calibration/demo",
+    ] {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
+        let to = copy.join(folder);
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(&from).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            }
+        }
+    }
+    let config = copy.join("assets/demo-encoder/config.json");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push('\n');
+    std::fs::write(&config, text).unwrap();
+    let third = demo_again(dir, &["--assets", copy.to_str().unwrap()]);
+    assert!(
+        startup_line(&third, "simulating test run 1").contains("(reused from "),
+        "{third}"
+    );
+    assert!(
+        startup_line(&third, gallery).contains("(embedded, cached for the next start)"),
+        "the changed encoder's gallery was not embedded again:\n{third}"
+    );
 }
 
 const SECTIONS: [&str; 9] = [

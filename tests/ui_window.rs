@@ -7,6 +7,7 @@ use std::sync::Arc;
 use brainmclip::event::SessionCommand;
 use brainmclip::preprocess::monitor::{Monitor, MonitorSettings};
 use brainmclip::preprocess::slices::{roi_labels, OrthoSlices};
+use brainmclip::startup::{StartupUpdate, StepState};
 use brainmclip::ui::app::ViewerApp;
 use brainmclip::ui::message::{
     ReconstructionView, Retrieved, Rgb, SessionInfo, TrialView, ViewerMessage, VolumeView,
@@ -208,6 +209,71 @@ fn the_scripted_session_renders_like_its_snapshot() {
     h.get_by_label("Pause display");
     h.get_by_label("Save snapshot");
     h.snapshot("window_scripted_session");
+}
+
+/// The demo's start-up as the window shows it before the first volume: two steps done (one
+/// reused from its cache), the gallery being embedded, the scanner awaited; then the first
+/// volume replaces the panel.
+#[test]
+fn the_start_up_panel_shows_each_step_until_the_first_volume() {
+    let update = |step: &str, state: StepState| {
+        ViewerMessage::Startup(StartupUpdate {
+            step: step.into(),
+            state,
+        })
+    };
+    let running = |done, total| StepState::Running { done, total };
+    let steps = vec![
+        update("finding the shipped models", running(0, None)),
+        update(
+            "finding the shipped models",
+            StepState::Done {
+                seconds: 0.02,
+                detail: Some("calibration/demo".into()),
+            },
+        ),
+        update("simulating test run 1", running(0, None)),
+        update(
+            "simulating test run 1",
+            StepState::Done {
+                seconds: 0.31,
+                detail: Some("reused from demo-out/sim".into()),
+            },
+        ),
+        update(
+            "loading the decoder",
+            StepState::Done {
+                seconds: 1.24,
+                detail: Some("CPU (2 threads)".into()),
+            },
+        ),
+        update("embedding the gallery (2637 images)", running(0, None)),
+        update(
+            "embedding the gallery (2637 images)",
+            running(1024, Some(2637)),
+        ),
+    ];
+    let (app, tx, _commands) = app_with(steps);
+    let mut h = harness(app);
+    h.run_steps(2);
+    let rows = &h.state().shown().startup;
+    assert_eq!(rows.len(), 4, "one row per step, updated in place");
+    assert_eq!(rows[3].state, running(1024, Some(2637)));
+    h.get_by_label("Starting up");
+    h.get_by_label("1024 of 2637");
+    h.get_by_label("0.3 s: reused from demo-out/sim");
+    h.snapshot("window_startup");
+
+    let first = script()
+        .into_iter()
+        .find(|m| matches!(m, ViewerMessage::Volume(_)))
+        .unwrap();
+    tx.send(first).unwrap();
+    h.run_steps(2);
+    assert!(
+        h.query_by_label("Starting up").is_none(),
+        "the panel stays after the first volume"
+    );
 }
 
 #[test]

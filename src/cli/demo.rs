@@ -62,18 +62,23 @@ pub fn demo_cmd(args: DemoArgs) -> Result<()> {
         guidance: args.guidance,
         device: args.device,
     };
-    let demo = prepare(&options)?;
     let collected = Arc::new(Mutex::new(Collected::default()));
-    let mut spec = SessionSpec::new(demo.config.clone());
-    spec.replay = Some(demo.replay.clone());
-    spec.sinks.push(Box::new(Collector(collected.clone())));
     let title = window.then(|| {
         format!(
             "brainmclip demo: simulated subject, test run {} (synthetic data)",
-            demo.run
+            options.test_run
         )
     });
-    let outcome = super::window::run_session(spec, title)?;
+    // Prepared on the run's thread, so the window is open (showing each step) meanwhile.
+    let sink = Collector(collected.clone());
+    let prepare_options = options.clone();
+    let (outcome, demo) = super::window::run_prepared(title, move |startup| {
+        let demo = prepare(&prepare_options, startup)?;
+        let mut spec = SessionSpec::new(demo.config.clone());
+        spec.replay = Some(demo.replay.clone());
+        spec.sinks.push(Box::new(sink));
+        Ok((spec, demo))
+    })?;
     super::run::print_outcome(&outcome);
     let collected = collected.lock().unwrap_or_else(|p| p.into_inner());
     let summary = score(&demo, &collected, &options)?;

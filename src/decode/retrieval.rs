@@ -11,6 +11,7 @@ use burn::prelude::Backend;
 use crate::metrics::cosine;
 use crate::model::conditioner::{embed_images, Conditioner};
 use crate::model::device::{live_device, ComputeDevice, LiveBackend};
+use crate::startup::Startup;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RetrievalError {
@@ -100,6 +101,16 @@ impl Gallery {
         encoder: &Path,
         device: ComputeDevice,
     ) -> Result<Gallery, RetrievalError> {
+        Gallery::load_reporting(dir, encoder, device, &Startup::silent())
+    }
+
+    /// `load`, reporting the embedding (images done of all) to `startup`.
+    pub fn load_reporting(
+        dir: &Path,
+        encoder: &Path,
+        device: ComputeDevice,
+        startup: &Startup,
+    ) -> Result<Gallery, RetrievalError> {
         let entries = std::fs::read_dir(dir).map_err(|e| err(dir, e))?;
         let mut names: Vec<String> = entries
             .filter_map(Result::ok)
@@ -116,16 +127,18 @@ impl Gallery {
                 "a gallery needs at least two images (.png or .jpg)",
             ));
         }
+        let step = startup.step(format!("embedding the gallery ({} images)", names.len()));
         let key = super::gallery_cache::key(encoder, dir, &names).map_err(|e| err(dir, e))?;
         match super::gallery_cache::read(dir, &key, &names) {
             Ok(Some(c)) => {
+                step.done(Some("from its cache".into()));
                 return Ok(Gallery {
                     dir: dir.to_owned(),
                     names,
                     embeddings: c.embeddings,
                     thumbnails: c.thumbnails,
                     cached: true,
-                })
+                });
             }
             Ok(None) => {}
             Err(why) => tracing::warn!("{why}"),
@@ -140,14 +153,24 @@ impl Gallery {
             for path in &paths {
                 thumbnails.push(read_rgb8(path, Some(THUMBNAIL as u32))?.0);
             }
+            step.progress(embeddings.len() as u64, names.len() as u64);
         }
         let cache = super::gallery_cache::Cached {
             embeddings,
             thumbnails,
         };
-        if !super::gallery_cache::write(dir, &key, &names, &cache) {
+        let cached = super::gallery_cache::write(dir, &key, &names, &cache);
+        if !cached {
             tracing::debug!("{}: gallery cache not written (read-only?)", dir.display());
         }
+        step.done(Some(
+            if cached {
+                "embedded, cached for the next start"
+            } else {
+                "embedded (the folder is not writable: not cached)"
+            }
+            .into(),
+        ));
         Ok(Gallery {
             dir: dir.to_owned(),
             names,

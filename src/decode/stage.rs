@@ -18,6 +18,7 @@ use crate::clock::now_ns;
 use crate::config::SessionConfig;
 use crate::model::device::{select, ComputeDevice};
 use crate::preprocess::trials::Sample;
+use crate::startup::Startup;
 
 /// What the stage is given, in the order it must handle it.
 pub enum DecodeInput {
@@ -57,8 +58,12 @@ pub struct DecodeSetup {
 }
 
 impl DecodeSetup {
-    /// `None` when the session decodes nothing (no `decode.calibration`).
-    pub fn load(config: &SessionConfig) -> Result<Option<DecodeSetup>, DecodeError> {
+    /// `None` when the session decodes nothing (no `decode.calibration`). Each step (the
+    /// decoder, the gallery) is reported to `startup`.
+    pub fn load(
+        config: &SessionConfig,
+        startup: &Startup,
+    ) -> Result<Option<DecodeSetup>, DecodeError> {
         let d = &config.decode;
         let Some(dir) = &d.calibration else {
             return match &d.generator {
@@ -69,6 +74,7 @@ impl DecodeSetup {
                 None => Ok(None),
             };
         };
+        let loading = startup.step("loading the decoder");
         let device = select(d.device)?;
         // Config validation guarantees an encoder wherever a target or gallery is set.
         let target = match (&d.target_text, &d.target_image, &d.encoder) {
@@ -77,10 +83,13 @@ impl DecodeSetup {
             _ => None,
         };
         let mut decoder = Decoder::load(dir, &config.preprocess, target, device)?;
+        loading.done(Some(device.to_string()));
         if let (Some(g), Some(encoder)) = (&d.gallery, &d.encoder) {
-            let gallery = Gallery::load(g, encoder, device).map_err(|e| DecodeError::File {
-                path: g.clone(),
-                message: e.to_string(),
+            let gallery = Gallery::load_reporting(g, encoder, device, startup).map_err(|e| {
+                DecodeError::File {
+                    path: g.clone(),
+                    message: e.to_string(),
+                }
             })?;
             tracing::info!(
                 "gallery: {} candidate images from {}{}",

@@ -19,6 +19,7 @@ use crate::session::ReplaySource;
 use crate::sim::design::RunKind;
 use crate::sim::{run_kinds, simulate_runs, SimConfig, SimError};
 use crate::sink::{Sink, SinkError};
+use crate::startup::Startup;
 
 /// The demo's feedback target: a prompt in the demo encoder's vocabulary.
 pub const DEMO_TARGET: &str = "a large red circle";
@@ -116,9 +117,12 @@ pub fn find_models(o: &DemoOptions) -> Result<(PathBuf, PathBuf, PathBuf), DemoE
 }
 
 /// Checks every model first (nothing is simulated when one is missing), then simulates the
-/// test run and builds its session.
-pub fn prepare(o: &DemoOptions) -> Result<PreparedDemo, DemoError> {
+/// test run (or reuses its simulation) and builds its session; each step is reported to
+/// `startup`.
+pub fn prepare(o: &DemoOptions, startup: &Startup) -> Result<PreparedDemo, DemoError> {
+    let finding = startup.step("finding the shipped models");
     let (calibration, generator, encoder) = find_models(o)?;
+    finding.done(Some(calibration.display().to_string()));
     let speed = ReplaySource::parse_speed(&o.speed)?;
     let sim = SimConfig {
         train_runs: DEMO_TRAIN_RUNS,
@@ -138,12 +142,14 @@ pub fn prepare(o: &DemoOptions) -> Result<PreparedDemo, DemoError> {
         })?;
     let bids = o.out.join("sim");
     let key = sim_cache::key(&sim, DEMO_SEED, run);
+    let simulating = startup.step(format!("simulating test run {}", o.test_run));
     let bold = match sim_cache::cached_run(&bids, &key) {
         Some(bold) => {
             tracing::info!(
                 "test run {run} of the demo subject: the simulation in {} is current, reused",
                 bids.display()
             );
+            simulating.done(Some(format!("reused from {}", bids.display())));
             bold
         }
         None => {
@@ -173,6 +179,10 @@ pub fn prepare(o: &DemoOptions) -> Result<PreparedDemo, DemoError> {
                     bids.display()
                 );
             }
+            simulating.done(Some(format!(
+                "into {}, kept for the next start",
+                bids.display()
+            )));
             bold
         }
     };

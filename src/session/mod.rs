@@ -37,6 +37,7 @@ use crate::sink::console::Console;
 use crate::sink::feedback::{FeedbackError, FeedbackServer, FeedbackSink};
 use crate::sink::recorder::Recorder;
 use crate::sink::{Fanout, Sink, SinkError, SinkProblem, QUEUE};
+use crate::startup::{Startup, Step};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -120,6 +121,8 @@ pub struct SessionSpec {
     pub commands: Option<Receiver<SessionCommand>>,
     /// How long the sinks may take to finish after the run ends before they are left behind.
     pub sink_grace: Duration,
+    /// Where start-up steps (loading, embedding, waiting for the first volume) are reported.
+    pub startup: Startup,
 }
 
 impl SessionSpec {
@@ -130,6 +133,7 @@ impl SessionSpec {
             sinks: Vec::new(),
             commands: None,
             sink_grace: Duration::from_secs(30),
+            startup: Startup::silent(),
         }
     }
 }
@@ -166,6 +170,7 @@ impl Session {
             sinks: extra_sinks,
             commands: external,
             sink_grace,
+            startup,
         } = spec;
         let replay_options = match &replay {
             Some(source) => Some(prepare_replay(&mut config, source)?),
@@ -173,7 +178,7 @@ impl Session {
         };
         let recorder = Recorder::create(&config.output.dir).map_err(SessionError::Recorder)?;
         let (log, qa) = recorder.paths();
-        let setup = DecodeSetup::load(&config)?;
+        let setup = DecodeSetup::load(&config, &startup)?;
         let (gallery, feedback_label) = setup
             .as_ref()
             .map_or((None, None), |s| (s.gallery(), s.feedback_label()));
@@ -238,6 +243,7 @@ impl Session {
             log,
             qa,
             sink_grace,
+            first_volume: Some(startup.step("waiting for the first volume")),
         };
         let hub = std::thread::Builder::new()
             .name("session".into())
@@ -366,6 +372,8 @@ struct Hub {
     log: PathBuf,
     qa: PathBuf,
     sink_grace: Duration,
+    /// The start-up's last step, done when the first volume (or dummy) arrives.
+    first_volume: Option<Step>,
 }
 
 impl Hub {
@@ -440,6 +448,9 @@ impl Hub {
                 }
             }
         }
+        if let Some(step) = self.first_volume.take() {
+            step.done(Some("the run ended before any volume".into()));
+        }
         // Problems the sinks reported meanwhile go in the log before its last record.
         for p in problems.try_iter() {
             self.error(&format!("sink {}", p.sink), p.message);
@@ -466,6 +477,14 @@ impl Hub {
     /// One preprocessing event out to the sinks (a sample then on to decoding); false once
     /// preprocessing has ended.
     fn preprocessed(&mut self, event: PreprocessEvent) -> bool {
+        if matches!(
+            event,
+            PreprocessEvent::Volume(_) | PreprocessEvent::Dummy { .. }
+        ) {
+            if let Some(step) = self.first_volume.take() {
+                step.done(None);
+            }
+        }
         match event {
             PreprocessEvent::Volume(v) => {
                 let monitor = v.monitor.clone().map(|figures| MonitorReport {

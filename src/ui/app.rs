@@ -125,7 +125,14 @@ impl ViewerApp {
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| super::plots::draw(ui, &state));
             });
-        egui::CentralPanel::default().show(ui, |ui| self.centre(ui, &state));
+        egui::CentralPanel::default().show(ui, |ui| {
+            // Until the first volume, the start-up's steps are what there is to see.
+            if state.volumes.is_empty() && !state.startup.is_empty() {
+                super::startup::draw(ui, &state.startup);
+            } else {
+                self.centre(ui, &state);
+            }
+        });
     }
 
     fn top_bar(&mut self, ui: &mut egui::Ui, state: &ViewerState) {

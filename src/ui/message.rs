@@ -94,6 +94,8 @@ pub struct ReconstructionView {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ViewerMessage {
+    /// A start-up step began, advanced or ended (before and until the first volume).
+    Startup(crate::startup::StartupUpdate),
     Session(SessionInfo),
     Volume(VolumeView),
     Dummy {

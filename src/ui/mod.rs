@@ -2,12 +2,14 @@
 //! (`message::ViewerMessage`), keeps what it needs in `state::ViewerState`, and draws it in
 //! `app::ViewerApp`; the only thing it sends back is the session's `SessionCommand`. It does
 //! not run or know the session: the viewer sink (`sink::viewer`) translates session events into
-//! messages, and tests drive it with a scripted stream.
+//! messages, and tests drive it with a scripted stream. Before the first volume it shows the
+//! start-up's steps (`startup`).
 
 pub mod app;
 pub mod message;
 mod plots;
 mod slices;
+mod startup;
 pub mod state;
 
 use crossbeam_channel::{Receiver, Sender};

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::startup::StartupUpdate;
+
 use super::message::{
     ReconstructionView, Retrieved, Rgb, SessionInfo, TrialView, ViewerMessage, VolumeView,
 };
@@ -42,12 +44,20 @@ pub struct ViewerState {
     pub ended: Option<String>,
     /// Messages applied, for the status bar.
     pub messages: u64,
+    /// Each start-up step's latest state, in the order they began.
+    pub startup: Vec<StartupUpdate>,
 }
 
 impl ViewerState {
     pub fn apply(&mut self, message: ViewerMessage) {
         self.messages += 1;
         match message {
+            ViewerMessage::Startup(update) => {
+                match self.startup.iter_mut().find(|s| s.step == update.step) {
+                    Some(known) => *known = update,
+                    None => self.startup.push(update),
+                }
+            }
             ViewerMessage::Session(info) => self.session = Some(info),
             ViewerMessage::Volume(v) => {
                 self.volumes.push(VolumeView {
