@@ -13,17 +13,7 @@ fn demo_headless_decodes_every_trial_above_thresholds_and_matches_golden() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
     // A working directory with no `assets/` or `calibration/` in it.
-    let run = Command::new(env!("CARGO_BIN_EXE_brainmclip"))
-        .current_dir(dir.path())
-        .env_remove("BRAINMCLIP_ASSETS")
-        .args(["demo", "--headless", "--speed", "max", "--out", "demo"])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let first_stderr = demo_in(dir.path(), &[]);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("session/summary.json")).unwrap())
             .unwrap();
@@ -94,7 +84,7 @@ fn demo_headless_decodes_every_trial_above_thresholds_and_matches_golden() {
     );
 
     check_report(&out.join("session"), drawn as usize);
-    check_second_start(dir.path(), &String::from_utf8_lossy(&run.stderr));
+    check_second_start(dir.path(), &first_stderr);
 }
 
 /// The start-up's console lines for `step`, from a run's stderr.
@@ -105,7 +95,9 @@ fn startup_line<'a>(stderr: &'a str, step: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no finished start-up step {step:?} in:\n{stderr}"))
 }
 
-fn demo_again(dir: &Path, extra: &[&str]) -> String {
+/// `demo --headless --speed max --out demo` in `dir` (plus `extra`); its stderr, once it
+/// succeeded.
+fn demo_in(dir: &Path, extra: &[&str]) -> String {
     let run = Command::new(env!("CARGO_BIN_EXE_brainmclip"))
         .current_dir(dir)
         .env_remove("BRAINMCLIP_ASSETS")
@@ -138,7 +130,7 @@ fn check_second_start(dir: &Path, first: &str) {
         startup_line(first, step);
     }
 
-    let second = demo_again(dir, &[]);
+    let second = demo_in(dir, &[]);
     assert!(
         startup_line(&second, "simulating test run 1").contains("(reused from "),
         "{second}"
@@ -168,7 +160,7 @@ fn check_second_start(dir: &Path, first: &str) {
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push('\n');
     std::fs::write(&config, text).unwrap();
-    let third = demo_again(dir, &["--assets", copy.to_str().unwrap()]);
+    let third = demo_in(dir, &["--assets", copy.to_str().unwrap()]);
     assert!(
         startup_line(&third, "simulating test run 1").contains("(reused from "),
         "{third}"

@@ -223,30 +223,19 @@ fn the_start_up_panel_shows_each_step_until_the_first_volume() {
         })
     };
     let running = |done, total| StepState::Running { done, total };
+    let done = |seconds, detail: &str| StepState::Done {
+        seconds,
+        detail: Some(detail.into()),
+    };
     let steps = vec![
         update("finding the shipped models", running(0, None)),
-        update(
-            "finding the shipped models",
-            StepState::Done {
-                seconds: 0.02,
-                detail: Some("calibration/demo".into()),
-            },
-        ),
+        update("finding the shipped models", done(0.02, "calibration/demo")),
         update("simulating test run 1", running(0, None)),
         update(
             "simulating test run 1",
-            StepState::Done {
-                seconds: 0.31,
-                detail: Some("reused from demo-out/sim".into()),
-            },
+            done(0.31, "reused from demo-out/sim"),
         ),
-        update(
-            "loading the decoder",
-            StepState::Done {
-                seconds: 1.24,
-                detail: Some("CPU (2 threads)".into()),
-            },
-        ),
+        update("loading the decoder", done(1.24, "CPU (2 threads)")),
         update("embedding the gallery (2637 images)", running(0, None)),
         update(
             "embedding the gallery (2637 images)",
