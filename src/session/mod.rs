@@ -35,6 +35,7 @@ use crate::ingest::ReadError;
 use crate::preprocess::stage::{PreprocessError, PreprocessEvent, PreprocessStage};
 use crate::sink::console::Console;
 use crate::sink::feedback::{FeedbackError, FeedbackServer, FeedbackSink};
+use crate::sink::line_file::WriteFaults;
 use crate::sink::recorder::Recorder;
 use crate::sink::{Fanout, Sink, SinkError, SinkProblem, QUEUE};
 use crate::startup::{Startup, Step};
@@ -123,6 +124,8 @@ pub struct SessionSpec {
     pub sink_grace: Duration,
     /// Where start-up steps (loading, embedding, waiting for the first volume) are reported.
     pub startup: Startup,
+    /// A switch that makes the recorder's writes fail on demand (drills and tests).
+    pub write_faults: WriteFaults,
 }
 
 impl SessionSpec {
@@ -134,6 +137,7 @@ impl SessionSpec {
             commands: None,
             sink_grace: Duration::from_secs(30),
             startup: Startup::silent(),
+            write_faults: WriteFaults::default(),
         }
     }
 }
@@ -171,12 +175,14 @@ impl Session {
             commands: external,
             sink_grace,
             startup,
+            write_faults,
         } = spec;
         let replay_options = match &replay {
             Some(source) => Some(prepare_replay(&mut config, source)?),
             None => None,
         };
-        let recorder = Recorder::create(&config.output.dir).map_err(SessionError::Recorder)?;
+        let recorder = Recorder::create_with_faults(&config.output.dir, write_faults)
+            .map_err(SessionError::Recorder)?;
         let (log, qa) = recorder.paths();
         let setup = DecodeSetup::load(&config, &startup)?;
         let (gallery, feedback_label) = setup

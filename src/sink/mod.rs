@@ -9,6 +9,7 @@
 
 pub mod console;
 pub mod feedback;
+pub mod line_file;
 pub mod recorder;
 pub mod viewer;
 
@@ -32,6 +33,9 @@ pub enum SinkError {
     },
     #[error("{0}")]
     Other(String),
+    /// Several reports from one event (each reported on its own).
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Several(Vec<SinkError>),
 }
 
 impl SinkError {
@@ -219,6 +223,7 @@ fn serve(
     for event in inbox.iter() {
         match catch_unwind(AssertUnwindSafe(|| sink.event(&event))) {
             Ok(Ok(())) => {}
+            Ok(Err(SinkError::Several(all))) => all.iter().for_each(|e| report(e.to_string())),
             Ok(Err(e)) => report(e.to_string()),
             Err(payload) => {
                 report(format!(
@@ -231,6 +236,7 @@ fn serve(
     }
     match catch_unwind(AssertUnwindSafe(|| sink.finish())) {
         Ok(Ok(())) => {}
+        Ok(Err(SinkError::Several(all))) => all.iter().for_each(|e| report(e.to_string())),
         Ok(Err(e)) => report(e.to_string()),
         Err(payload) => report(format!(
             "panicked while finishing ({})",

@@ -6,14 +6,18 @@
 //! `reconstructions/trial-NNNN.png` each drawn image; at the end `tsnr.nii.gz` (the run's tSNR
 //! map) and `carpet.nii.gz` (the carpet plot's voxels × volumes, rows grouped as the
 //! `quality_maps` record says), which the report reads. Both logs are written as
-//! `<name>.partial`, a whole line at a time and flushed (a crash loses nothing written), and
-//! synced and renamed to their final names when the run ends: a file under its final name is
-//! always complete. An earlier session's files are never overwritten (`events-2.jsonl`, ...).
+//! `<name>.partial`, a whole line at a time (a crash loses nothing written), and synced and
+//! renamed to their final names when the run ends: a file under its final name is always
+//! complete. An earlier session's files are never overwritten (`events-2.jsonl`, ...).
+//!
+//! A failing disk never stops the session: lines and images that cannot be written wait in
+//! memory and are written when the disk takes them (`line_file`), each failure reported once
+//! with the file and the OS error, and once more when writing resumes.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
+use super::line_file::{LineFile, WriteFaults};
 use super::{Sink, SinkError};
 use crate::decode::Reconstruction;
 use crate::event::SessionEvent;
@@ -52,46 +56,12 @@ pub fn numbered(stem: &str, n: u32, ext: &str) -> String {
     }
 }
 
-struct Open {
-    path: PathBuf,
-    writer: BufWriter<File>,
-}
-
-impl Open {
-    fn create(path: PathBuf) -> Result<Open, SinkError> {
-        let file = File::create(partial(&path)).map_err(|e| SinkError::io(partial(&path), e))?;
-        Ok(Open {
-            writer: BufWriter::new(file),
-            path,
-        })
-    }
-
-    /// One whole line, flushed.
-    fn line(&mut self, text: &str) -> Result<(), SinkError> {
-        let written = self
-            .writer
-            .write_all(text.as_bytes())
-            .and_then(|()| self.writer.write_all(b"\n"))
-            .and_then(|()| self.writer.flush());
-        written.map_err(|e| SinkError::io(partial(&self.path), e))
-    }
-
-    /// Synced to disk, then renamed to its final name.
-    fn close(self) -> Result<PathBuf, SinkError> {
-        let staged = partial(&self.path);
-        let file = self
-            .writer
-            .into_inner()
-            .map_err(|e| SinkError::io(&staged, e.into_error()))?;
-        file.sync_all().map_err(|e| SinkError::io(&staged, e))?;
-        std::fs::rename(&staged, &self.path).map_err(|e| SinkError::io(&self.path, e))?;
-        Ok(self.path)
-    }
-}
+/// Reconstructions kept in memory at most while they cannot be written (the newest are kept).
+const WAITING_IMAGES: usize = 512;
 
 pub struct Recorder {
-    log: Option<Open>,
-    qa: Option<Open>,
+    log: Option<LineFile>,
+    qa: Option<LineFile>,
     dir: PathBuf,
     /// This session's number in `dir` (`numbered`).
     number: u32,
@@ -101,17 +71,26 @@ pub struct Recorder {
     /// The carpet plot's rows as they came, one per volume, until the maps arrive.
     carpet: Vec<f32>,
     carpet_rows: usize,
+    /// Encoded PNGs not yet written, oldest first, and whether that is being reported.
+    waiting_images: VecDeque<(PathBuf, Vec<u8>)>,
+    images_failing: bool,
+    faults: WriteFaults,
 }
 
 impl Recorder {
     /// Creates `dir` and the session's files in it.
     pub fn create(dir: &Path) -> Result<Recorder, SinkError> {
+        Recorder::create_with_faults(dir, WriteFaults::default())
+    }
+
+    /// As `create`, with writes that fail while `faults` says so (drills and tests).
+    pub fn create_with_faults(dir: &Path, faults: WriteFaults) -> Result<Recorder, SinkError> {
         std::fs::create_dir_all(dir).map_err(|e| SinkError::io(dir, e))?;
         let number = free_number(dir);
         let log_path = dir.join(numbered("events", number, "jsonl"));
         let qa_path = dir.join(numbered("qa", number, "tsv"));
-        let log = Open::create(log_path.clone())?;
-        let mut qa = Open::create(qa_path.clone())?;
+        let log = LineFile::create(log_path.clone(), faults.clone())?;
+        let mut qa = LineFile::create(qa_path.clone(), faults.clone())?;
         qa.line(QA_HEADER)?;
         Ok(Recorder {
             log: Some(log),
@@ -123,6 +102,9 @@ impl Recorder {
             qa_path,
             carpet: Vec::new(),
             carpet_rows: 0,
+            waiting_images: VecDeque::new(),
+            images_failing: false,
+            faults,
         })
     }
 
@@ -131,9 +113,9 @@ impl Recorder {
         (self.log_path.clone(), self.qa_path.clone())
     }
 
-    /// `reconstructions/trial-NNNN.png`, written under a temporary name and renamed.
-    fn save_image(&self, r: &Reconstruction) -> Result<PathBuf, SinkError> {
-        std::fs::create_dir_all(&self.images).map_err(|e| SinkError::io(&self.images, e))?;
+    /// `reconstructions/trial-NNNN.png`, encoded now and queued; written (atomically) with
+    /// any that wait before it.
+    fn save_image(&mut self, r: &Reconstruction) -> Result<PathBuf, SinkError> {
         let path = self.images.join(format!("trial-{:04}.png", r.trial));
         let image = image::RgbImage::from_raw(r.size as u32, r.size as u32, r.rgb.clone())
             .ok_or_else(|| {
@@ -144,12 +126,47 @@ impl Recorder {
                     s = r.size
                 ))
             })?;
-        let tmp = self.images.join(format!(".trial-{:04}.png.tmp", r.trial));
+        let mut png = std::io::Cursor::new(Vec::new());
         image
-            .save_with_format(&tmp, image::ImageFormat::Png)
-            .map_err(|e| SinkError::Other(format!("{}: cannot write: {e}", tmp.display())))?;
-        std::fs::rename(&tmp, &path).map_err(|e| SinkError::io(&path, e))?;
+            .write_to(&mut png, image::ImageFormat::Png)
+            .map_err(|e| SinkError::Other(format!("{}: cannot encode: {e}", path.display())))?;
+        if self.waiting_images.len() >= WAITING_IMAGES {
+            self.waiting_images.pop_front();
+        }
+        self.waiting_images
+            .push_back((path.clone(), png.into_inner()));
         Ok(path)
+    }
+
+    /// Writes the images that wait, oldest first; reports when that starts failing and when it
+    /// resumes.
+    fn write_waiting_images(&mut self) -> Result<(), SinkError> {
+        let waited = self.waiting_images.len();
+        while let Some((path, png)) = self.waiting_images.front() {
+            let written = self
+                .faults
+                .check()
+                .and_then(|()| crate::atomic::write_atomic(path, png));
+            if let Err(e) = written {
+                if self.images_failing {
+                    return Ok(());
+                }
+                self.images_failing = true;
+                return Err(SinkError::Other(format!(
+                    "{}: cannot write: {e}; reconstructions wait in memory (the newest \
+                     {WAITING_IMAGES}) and are written when the disk takes them",
+                    path.display()
+                )));
+            }
+            self.waiting_images.pop_front();
+        }
+        if std::mem::take(&mut self.images_failing) {
+            return Err(SinkError::Other(format!(
+                "{}: writing again; the {waited} reconstructions waiting are written",
+                self.images.display()
+            )));
+        }
+        Ok(())
     }
 
     /// `tsnr.nii.gz` on the volumes' grid and `carpet.nii.gz` (voxels × 1 × 1 × volumes).
@@ -212,7 +229,7 @@ impl Sink for Recorder {
 
     fn event(&mut self, event: &SessionEvent) -> Result<(), SinkError> {
         let mut record = event.record();
-        let mut image_error = None;
+        let mut reports = Vec::new();
         match event {
             SessionEvent::Volume(v) => {
                 if let Some(row) = &v.carpet {
@@ -224,7 +241,7 @@ impl Sink for Recorder {
                     }
                 }
                 if let Some(qa) = self.qa.as_mut() {
-                    qa.line(&qa_row(v))?;
+                    reports.extend(qa.line(&qa_row(v)).err());
                 }
             }
             SessionEvent::QualityMaps(maps) => match self.save_maps(maps) {
@@ -232,26 +249,112 @@ impl Sink for Recorder {
                     record["tsnr_file"] = tsnr.display().to_string().into();
                     record["carpet_file"] = carpet.display().to_string().into();
                 }
-                Err(e) => image_error = Some(e),
+                Err(e) => reports.push(e),
             },
             SessionEvent::Generated(r) => match self.save_image(r) {
+                // The name it has, or will have once the disk takes it.
                 Ok(path) => record["file"] = path.display().to_string().into(),
                 // The record is logged all the same; the error is reported after it.
-                Err(e) => image_error = Some(e),
+                Err(e) => reports.push(e),
             },
             _ => {}
         }
-        if let Some(log) = self.log.as_mut() {
-            log.line(&record.to_string())?;
+        if !self.waiting_images.is_empty() {
+            reports.extend(self.write_waiting_images().err());
         }
-        image_error.map_or(Ok(()), Err)
+        if let Some(log) = self.log.as_mut() {
+            reports.extend(log.line(&record.to_string()).err());
+        }
+        match reports.len() {
+            0 => Ok(()),
+            1 => Err(reports.remove(0)),
+            _ => Err(SinkError::Several(reports)),
+        }
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
-        let log = self.log.take().map(Open::close);
-        let qa = self.qa.take().map(Open::close);
-        log.transpose()?;
-        qa.transpose()?;
-        Ok(())
+        let mut reports = Vec::new();
+        if !self.waiting_images.is_empty() {
+            let report = self.write_waiting_images().err();
+            match self.waiting_images.front() {
+                Some((path, _)) => reports.push(SinkError::Other(format!(
+                    "{}: {} reconstructions could not be written by the end, from this one on",
+                    path.display(),
+                    self.waiting_images.len()
+                ))),
+                None => reports.extend(report),
+            }
+        }
+        for file in [self.log.take(), self.qa.take()].into_iter().flatten() {
+            reports.extend(file.close().err());
+        }
+        match reports.len() {
+            0 => Ok(()),
+            1 => Err(reports.remove(0)),
+            _ => Err(SinkError::Several(reports)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::line_file::WriteFault;
+
+    fn drawn(trial: u64) -> SessionEvent {
+        SessionEvent::Generated(Reconstruction {
+            trial,
+            stimulus: None,
+            sample_ns: 1,
+            decoded_ns: 2,
+            generated_ns: 3,
+            skipped_before: 0,
+            size: 4,
+            rgb: vec![trial as u8; 4 * 4 * 3],
+        })
+    }
+
+    #[test]
+    fn images_that_cannot_be_written_wait_and_are_written_when_the_disk_takes_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let faults = WriteFaults::default();
+        let mut recorder =
+            Recorder::create_with_faults(dir.path(), faults.clone()).expect("create");
+        recorder.event(&drawn(1)).expect("healthy");
+        faults.set(WriteFault::Denied);
+        let report = recorder.event(&drawn(2)).expect_err("reported");
+        // Both the image and the log line fail; each is named.
+        let text = report.to_string();
+        assert!(text.contains("trial-0002.png: cannot write"), "{text}");
+        assert!(
+            text.contains("events.jsonl.partial: cannot write"),
+            "{text}"
+        );
+        recorder.event(&drawn(3)).expect("reported once");
+        assert!(!dir.path().join("reconstructions/trial-0002.png").exists());
+        faults.set(WriteFault::None);
+        let resumed = recorder.event(&drawn(4)).expect_err("recovery reported");
+        assert!(resumed.to_string().contains("writing again"), "{resumed}");
+        recorder.finish().expect("finish");
+        for trial in 1..=4u8 {
+            let path = dir
+                .path()
+                .join(format!("reconstructions/trial-000{trial}.png"));
+            let image = image::open(&path).expect("a whole PNG").to_rgb8();
+            assert_eq!(image.as_raw(), &vec![trial; 48], "{}", path.display());
+        }
+        let log = std::fs::read_to_string(dir.path().join("events.jsonl")).expect("log");
+        let trials: Vec<u64> = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["trial"].as_u64())
+            .map(|t| t.expect("a trial"))
+            .collect();
+        assert_eq!(trials, [1, 2, 3, 4]);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("reconstructions"))
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }
