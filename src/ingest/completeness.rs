@@ -2,6 +2,10 @@
 //!
 //! A file is read when a close-write or rename event says its writer is done, or when two looks
 //! at its size and mtime, at least `stability` apart, agree (network mounts give no events).
+//! File times with whole-second resolution (SMB, NFS on some servers, FAT: 1 or 2 s) cannot
+//! show a write in the same second as a look, so such a file must stay unchanged for the
+//! resolution (not just `stability`) before it counts as complete; this is noticed per file
+//! from its mtime and reported once.
 //! A failed read is retried with doubling backoff up to `max_retries`, then the file is
 //! rejected; any later change to it (a new size or mtime, a new close event) starts it afresh.
 //! A file is settled only after a successful decode, never before.
@@ -81,7 +85,14 @@ pub struct Tracker {
     settings: TrackerSettings,
     files: HashMap<PathBuf, Tracked>,
     abandoned: Vec<PathBuf>,
+    /// A whole-second mtime at an odd second was seen: the resolution is 1 s, not 2 s.
+    odd_coarse_second: bool,
+    /// The first file with coarse times and the resolution assumed, until taken.
+    coarse_noticed: Option<(PathBuf, u64)>,
+    coarse_reported: bool,
 }
+
+const SECOND_NS: i128 = 1_000_000_000;
 
 impl Tracker {
     pub fn new(settings: TrackerSettings) -> Tracker {
@@ -89,7 +100,37 @@ impl Tracker {
             settings,
             files: HashMap::new(),
             abandoned: Vec::new(),
+            odd_coarse_second: false,
+            coarse_noticed: None,
+            coarse_reported: false,
         }
+    }
+
+    /// How long `look` must stay unchanged: `stability`, or the file times' resolution when
+    /// they are whole seconds (2 s until an odd second shows it is 1 s).
+    fn stability_for(&mut self, path: &Path, look: &Look) -> u64 {
+        let whole_second = look.mtime_ns % SECOND_NS == 0 && look.mtime_ns != 0;
+        if !whole_second {
+            return self.settings.stability_ns;
+        }
+        if (look.mtime_ns / SECOND_NS) % 2 != 0 {
+            self.odd_coarse_second = true;
+        }
+        let resolution = if self.odd_coarse_second { 1 } else { 2 } * SECOND_NS as u64;
+        if !self.coarse_reported {
+            self.coarse_reported = true;
+            self.coarse_noticed = Some((path.to_owned(), resolution));
+        }
+        self.settings.stability_ns.max(resolution)
+    }
+
+    pub fn stability_ns(&self) -> u64 {
+        self.settings.stability_ns
+    }
+
+    /// The first file seen with whole-second times and the resolution assumed (once).
+    pub fn take_coarse_noticed(&mut self) -> Option<(PathBuf, u64)> {
+        self.coarse_noticed.take()
     }
 
     fn entry(&mut self, path: &Path, index: u32, now_ns: u64) -> &mut Tracked {
@@ -142,7 +183,10 @@ impl Tracker {
 
     /// A poll listing, a modify event or a scheduled re-look: judge stability.
     pub fn observe_look(&mut self, path: &Path, index: u32, look: Option<Look>, now_ns: u64) {
-        let stability = self.settings.stability_ns;
+        let stability = match &look {
+            Some(l) => self.stability_for(path, l),
+            None => self.settings.stability_ns,
+        };
         let t = self.entry(path, index, now_ns);
         if !Self::reopen_if_changed(t, look, now_ns) {
             return;
@@ -331,6 +375,41 @@ mod tests {
         t.observe_look(p, 1, look(200, 2), 90 * MS);
         assert_eq!(reads(&mut t, 90 * MS), vec![PathBuf::from(p)]);
         assert_eq!(t.first_seen_ns(p), Some(0));
+    }
+
+    #[test]
+    fn whole_second_file_times_must_stay_unchanged_for_their_resolution() {
+        let mut t = tracker();
+        let s = SECOND_NS;
+        // A pre-allocated file (final size at once) on a share with 2 s times: the writer
+        // goes on filling it within the same 2 s, which neither the size nor the mtime shows.
+        let p = Path::new("v_0001.nii");
+        t.observe_look(p, 1, look(1000, 100 * s), 0);
+        let noticed = t.take_coarse_noticed().expect("noticed");
+        assert_eq!(noticed, (PathBuf::from(p), 2_000 * MS));
+        assert_eq!(t.take_coarse_noticed(), None, "reported once");
+        // 50 ms later (the stability window) it is not yet read.
+        t.observe_look(p, 1, look(1000, 100 * s), 50 * MS);
+        assert!(reads(&mut t, 50 * MS).is_empty());
+        assert_eq!(t.next_due_ns(), Some(2_000 * MS));
+        t.observe_look(p, 1, look(1000, 100 * s), 2_000 * MS);
+        assert_eq!(reads(&mut t, 2_000 * MS), vec![PathBuf::from(p)]);
+        // A write that crossed into the next tick shows as a new mtime: the window restarts.
+        let q = Path::new("v_0002.nii");
+        t.observe_look(q, 2, look(1000, 102 * s), 2_100 * MS);
+        t.observe_look(q, 2, look(1000, 104 * s), 3_000 * MS);
+        t.observe_look(q, 2, look(1000, 104 * s), 4_100 * MS);
+        assert!(reads(&mut t, 4_100 * MS).is_empty());
+        // An odd second shows the resolution is 1 s: later files wait 1 s.
+        let r = Path::new("v_0003.nii");
+        t.observe_look(r, 3, look(1000, 105 * s), 5_000 * MS);
+        t.observe_look(r, 3, look(1000, 105 * s), 6_000 * MS);
+        assert_eq!(reads(&mut t, 6_000 * MS), vec![PathBuf::from(r)]);
+        // Fine-grained times keep the 50 ms window.
+        let f = Path::new("v_0004.nii");
+        t.observe_look(f, 4, look(1000, 105 * s + 1), 7_000 * MS);
+        t.observe_look(f, 4, look(1000, 105 * s + 1), 7_050 * MS);
+        assert_eq!(reads(&mut t, 7_050 * MS), vec![PathBuf::from(f)]);
     }
 
     #[test]

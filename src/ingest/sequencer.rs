@@ -90,6 +90,15 @@ impl Sequencer {
         }
     }
 
+    /// Moves every deadline and the quiet-time end `ns` later: the export folder was out of
+    /// reach that long (an unmounted share), and what the scanner wrote meanwhile is still to
+    /// be seen, so nothing may be declared missing or quiet for that time.
+    pub fn hold_for(&mut self, ns: u64) {
+        self.phase_ns = self.phase_ns.map(|p| p + ns as i128);
+        self.first_deadline_ns = self.first_deadline_ns.map(|d| d.saturating_add(ns));
+        self.last_activity_ns = self.last_activity_ns.map(|a| a.saturating_add(ns));
+    }
+
     /// Starts the stream at `index` (files already present were skipped).
     pub fn start_at(&mut self, index: u32) {
         self.next = self.next.max(index);

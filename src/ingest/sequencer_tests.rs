@@ -273,3 +273,22 @@ fn stopping_never_emits_after_run_ended_and_trailing_missing_is_not_counted() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn an_outage_held_for_declares_nothing_missing_or_quiet_in_its_time() {
+    let mut s = Sequencer::new(settings(None));
+    s.offer_volume(vol(1, TR), TR);
+    // The folder is out of reach for 30 TRs (past the deadline and the 10-TR quiet end).
+    let outage = 30 * TR;
+    s.hold_for(outage);
+    s.tick(TR + outage);
+    assert_eq!(summary(&s.take_events()), ["v1"]);
+    // Volume 2 arrives as soon as the folder is back, in time.
+    s.offer_volume(vol(2, 2 * TR + outage), 2 * TR + outage);
+    assert_eq!(summary(&s.take_events()), ["v2"]);
+    // Without the hold the same clock would have declared it missing and ended the run.
+    let mut t = Sequencer::new(settings(None));
+    t.offer_volume(vol(1, TR), TR);
+    t.tick(TR + outage);
+    assert_eq!(summary(&t.take_events())[..2], ["v1", "m2"]);
+}

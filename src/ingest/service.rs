@@ -16,6 +16,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use tracing::{debug, info, warn};
 
 mod dicom_input;
+mod reach;
 
 use super::completeness::{Due, Failure, Tracker, TrackerSettings};
 use super::events::{EndReason, IngestEvent};
@@ -88,13 +89,29 @@ impl Ingest {
         // Held by the worker so the channel never disconnects (a disconnected channel would
         // turn the worker's timed wait into a busy loop in polling mode).
         let keepalive = signal_tx.clone();
-        let watcher = match ic.watch {
-            WatchMode::Events | WatchMode::Auto => Some(start_watcher(&dir, signal_tx).map_err(
-                |source| StartError::Watch {
-                    dir: dir.clone(),
-                    source,
-                },
-            )?),
+        let mut watch = ic.watch;
+        let mut watch_warning = None;
+        let watcher = match watch {
+            WatchMode::Events => {
+                Some(
+                    start_watcher(&dir, signal_tx).map_err(|source| StartError::Watch {
+                        dir: dir.clone(),
+                        source,
+                    })?,
+                )
+            }
+            // Auto polls anyway: without events it only gets slower, not blind.
+            WatchMode::Auto => match start_watcher(&dir, signal_tx) {
+                Ok(watcher) => Some(watcher),
+                Err(e) => {
+                    watch = WatchMode::Poll;
+                    watch_warning = Some(format!(
+                        "{}: cannot watch for events ({e}); polling only",
+                        dir.display()
+                    ));
+                    None
+                }
+            },
             WatchMode::Poll => None,
         };
         let (out_tx, out_rx) = bounded(ic.channel_capacity);
@@ -105,10 +122,10 @@ impl Ingest {
             1.0
         };
         let tr_ns = (config.session.tr > 0.0).then_some((config.session.tr / speed * 1e9) as u64);
-        let worker = Worker {
+        let mut worker = Worker {
             dir,
             pattern,
-            watch: ic.watch,
+            watch,
             poll_ns: ic.poll_interval_ms * MS,
             existing: ic.existing,
             max_voxels: ic.max_voxels,
@@ -134,7 +151,11 @@ impl Ingest {
             _keepalive: keepalive,
             clock_speed: speed,
             dicom: dicom_input::DicomInput::new(ic)?,
+            outage: None,
         };
+        if let Some(message) = watch_warning {
+            worker.warn(message);
+        }
         let thread = std::thread::Builder::new()
             .name("ingest".into())
             .spawn(move || {
@@ -203,6 +224,8 @@ struct Worker {
     _keepalive: Sender<Signal>,
     clock_speed: f64,
     dicom: dicom_input::DicomInput,
+    /// Set while the export folder cannot be listed.
+    outage: Option<reach::Outage>,
 }
 
 impl Worker {
@@ -217,11 +240,13 @@ impl Worker {
                 return;
             }
             let polling = self.watch != WatchMode::Events;
+            // Out of reach, only the next listing matters.
+            let judging = self.reachable();
             let wake = [
-                self.tracker.next_due_ns(),
-                self.sequencer.next_wakeup_ns(),
+                self.tracker.next_due_ns().filter(|_| judging),
+                self.sequencer.next_wakeup_ns().filter(|_| judging),
                 polling.then_some(self.next_poll_ns),
-                self.dicom_deadline_ns(),
+                self.dicom_deadline_ns().filter(|_| judging),
             ]
             .into_iter()
             .flatten()
@@ -242,9 +267,12 @@ impl Worker {
                 self.poll(now);
                 self.next_poll_ns = now + self.poll_ns;
             }
-            self.do_due_work();
-            self.tick_dicom(now_ns());
-            self.sequencer.tick(now_ns());
+            if self.reachable() {
+                self.do_due_work();
+                self.report_coarse_times();
+                self.tick_dicom(now_ns());
+                self.sequencer.tick(now_ns());
+            }
             if !self.flush() || self.sequencer.is_ended() {
                 return;
             }
@@ -331,10 +359,11 @@ impl Worker {
         let files = match list_dir(&self.dir) {
             Ok(files) => files,
             Err(e) => {
-                self.warn(format!("{}: cannot list: {e}", self.dir.display()));
+                self.lost_reach(now, &e);
                 return;
             }
         };
+        self.regained_reach(now);
         for path in files {
             if let Some((dataset, index)) = self.dataset_of(&path) {
                 let look = look_at(&dataset);
@@ -442,7 +471,11 @@ impl Worker {
                 };
                 self.deliver(volume);
             }
-            Err(error) => self.read_failed(path, Some(index), error),
+            Err(error) => {
+                if !self.waits_for_permission(path, &error) {
+                    self.read_failed(path, Some(index), error);
+                }
+            }
         }
     }
 

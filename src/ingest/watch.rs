@@ -123,11 +123,12 @@ pub fn look_at(path: &Path) -> Option<Look> {
     }
 }
 
-/// The regular files in `dir`.
+/// The regular files in `dir`. Only a folder that cannot be opened is an error: an entry that
+/// cannot be read (a file removed mid-listing, a stale network handle) is left for the next
+/// listing.
 pub fn list_dir(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
+    for entry in std::fs::read_dir(dir)?.flatten() {
         if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
             out.push(entry.path());
         }

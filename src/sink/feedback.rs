@@ -322,7 +322,7 @@ fn same_token(a: &str, b: &str) -> bool {
 
 /// The reply to one line from a client: an ack for a valid marker (sent on to the trials), an
 /// error line otherwise.
-fn reply_to(text: &str, markers: &Sender<Marker>) -> Option<serde_json::Value> {
+pub fn reply_to(text: &str, markers: &Sender<Marker>) -> Option<serde_json::Value> {
     Some(match serde_json::from_str::<Marker>(text) {
         Ok(m)
             if m.kind == "marker"
