@@ -40,6 +40,10 @@ pub struct SessionStarted {
     /// The console's thresholds and limits (`[monitor]`), for the window and the report.
     pub monitor: crate::config::MonitorConfig,
     pub at_ns: u64,
+    /// The configuration's SHA-256 (`session::resume` checks a resumed session by it).
+    pub config_sha256: String,
+    /// The part this one continues (`run --resume`).
+    pub resumes: Option<crate::session::resume::ResumedFrom>,
     /// The gallery trials are ranked in (its thumbnails, for the window).
     #[serde(skip)]
     pub gallery: Option<Arc<Gallery>>,
@@ -55,6 +59,9 @@ pub struct RunSummary {
     pub generated: usize,
     /// Trials the generator passed over while it was busy with an older one.
     pub skipped_by_generator: usize,
+    /// Volumes a resumed part read again only to rebuild its rolling statistics (recorded by
+    /// the earlier parts, not sent again).
+    pub rebuilt_volumes: u64,
     pub at_ns: u64,
 }
 

@@ -28,6 +28,12 @@ pub struct RunArgs {
     /// Show the live window (needs a display).
     #[arg(long)]
     window: bool,
+    /// Continue the unfinished session in this folder (the `output.dir` of a run that was
+    /// killed or crashed) with the same --config: its partial logs are finished as they are, a
+    /// new part starts linked to them, the volumes already on disk rebuild the rolling
+    /// statistics without their samples being sent again, and the run goes on live.
+    #[arg(long, value_name = "SESSION_DIR")]
+    resume: Option<PathBuf>,
 }
 
 pub fn run_cmd(args: RunArgs) -> Result<()> {
@@ -53,10 +59,24 @@ pub fn run_cmd(args: RunArgs) -> Result<()> {
     if let Some(dir) = args.dir {
         config.ingest.dir = dir;
     }
+    if let Some(dir) = &args.resume {
+        if args.replay.is_some() {
+            bail!("--resume continues a live session; it does not go with --replay");
+        }
+        config.output.dir = dir.clone();
+    } else if brainmclip::session::resume::has_unfinished(&config.output.dir) {
+        eprintln!(
+            "{}: holds an unfinished session (killed or crashed); this run starts a new one \
+             beside it. `run --resume {}` would continue it.",
+            config.output.dir.display(),
+            config.output.dir.display()
+        );
+    }
     if args.window && !brainmclip::ui::display_available() {
         bail!("--window: no display here (DISPLAY and WAYLAND_DISPLAY are unset)");
     }
     let mut spec = SessionSpec::new(config);
+    spec.resume = args.resume.is_some();
     spec.replay = args
         .replay
         .clone()

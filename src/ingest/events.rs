@@ -67,6 +67,18 @@ pub enum IngestEvent {
 }
 
 impl IngestEvent {
+    /// The scanner index the event is about, if any.
+    pub fn index(&self) -> Option<u32> {
+        match self {
+            IngestEvent::Volume(v) | IngestEvent::Late(v) => Some(v.index),
+            IngestEvent::Missing { index, .. } | IngestEvent::Duplicate { index, .. } => {
+                Some(*index)
+            }
+            IngestEvent::Rejected { index, .. } => *index,
+            IngestEvent::Warning { .. } | IngestEvent::RunEnded { .. } => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             IngestEvent::Volume(_) => "volume",

@@ -16,6 +16,9 @@
 //! the window's telemetry, stop) come in on one channel. Back-pressure follows the design: no
 //! volume is dropped before preprocessing, every trial is decoded, the generator takes the
 //! newest trial, and a sink that falls behind misses events rather than stall anything.
+//! A session killed mid-run is continued by a new part (`resume`).
+
+pub mod resume;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,6 +75,8 @@ pub enum SessionError {
     Thread(std::io::Error),
     #[error("the session's thread panicked: {0}")]
     Panicked(String),
+    #[error("--resume: {0}")]
+    Resume(#[from] resume::ResumeError),
 }
 
 /// A recorded run fed into `ingest.dir` in-process, as the scanner would write it, `speed`
@@ -126,6 +131,9 @@ pub struct SessionSpec {
     pub startup: Startup,
     /// A switch that makes the recorder's writes fail on demand (drills and tests).
     pub write_faults: WriteFaults,
+    /// Continue the unfinished session in `output.dir` (`run --resume`) instead of starting
+    /// a new one beside it.
+    pub resume: bool,
 }
 
 impl SessionSpec {
@@ -138,6 +146,7 @@ impl SessionSpec {
             sink_grace: Duration::from_secs(30),
             startup: Startup::silent(),
             write_faults: WriteFaults::default(),
+            resume: false,
         }
     }
 }
@@ -176,7 +185,16 @@ impl Session {
             sink_grace,
             startup,
             write_faults,
+            resume,
         } = spec;
+        let config_sha256 = resume::config_fingerprint(&config);
+        let resume = if resume {
+            // Every volume on disk is read again to rebuild the rolling statistics.
+            config.ingest.existing = crate::config::ExistingFiles::Process;
+            Some(resume::prepare(&config.output.dir, &config_sha256)?)
+        } else {
+            None
+        };
         let replay_options = match &replay {
             Some(source) => Some(prepare_replay(&mut config, source)?),
             None => None,
@@ -233,6 +251,8 @@ impl Session {
             replay: replay.as_ref().map(|r| r.path.clone()),
             monitor: config.monitor.clone(),
             at_ns: now_ns(),
+            config_sha256,
+            resumes: resume.as_ref().map(|r| r.from.clone()),
             gallery,
         };
         let (commands, command_inbox) = unbounded();
@@ -250,6 +270,7 @@ impl Session {
             qa,
             sink_grace,
             first_volume: Some(startup.step("waiting for the first volume")),
+            resume,
         };
         let hub = std::thread::Builder::new()
             .name("session".into())
@@ -380,6 +401,8 @@ struct Hub {
     sink_grace: Duration,
     /// The start-up's last step, done when the first volume (or dummy) arrives.
     first_volume: Option<Step>,
+    /// What earlier parts of a resumed session recorded (not sent again).
+    resume: Option<resume::ResumePoint>,
 }
 
 impl Hub {
@@ -483,6 +506,12 @@ impl Hub {
     /// One preprocessing event out to the sinks (a sample then on to decoding); false once
     /// preprocessing has ended.
     fn preprocessed(&mut self, event: PreprocessEvent) -> bool {
+        if self.recorded_before(&event) {
+            if let PreprocessEvent::Volume(_) = event {
+                self.summary.rebuilt_volumes += 1;
+            }
+            return true;
+        }
         if matches!(
             event,
             PreprocessEvent::Volume(_) | PreprocessEvent::Dummy { .. }
@@ -530,6 +559,21 @@ impl Hub {
             }
         }
         true
+    }
+
+    /// An event an earlier part of a resumed session already recorded and sent: its volume
+    /// only rebuilds the rolling statistics.
+    fn recorded_before(&self, event: &PreprocessEvent) -> bool {
+        let Some(point) = &self.resume else {
+            return false;
+        };
+        match event {
+            PreprocessEvent::Volume(v) => point.covers_index(v.index),
+            PreprocessEvent::Dummy { index } => point.covers_index(*index),
+            PreprocessEvent::Sample(s) => point.trials.contains(&s.trial),
+            PreprocessEvent::Ingest(e) => e.index().is_some_and(|i| point.covers_index(i)),
+            _ => false,
+        }
     }
 
     fn decoded(&mut self, event: DecodeEvent) {
