@@ -86,14 +86,19 @@ impl ResumePoint {
 pub fn prepare(dir: &Path, fingerprint: &str) -> Result<ResumePoint, ResumeError> {
     let staged = newest_unfinished(dir)?;
     let (records, final_log) = finish_log(&staged)?;
-    let started = records
-        .iter()
-        .find(|r| r["event"] == "started")
-        .ok_or_else(|| ResumeError::Log {
-            path: staged.clone(),
-            detail: "no `started` record: not a session log".into(),
-        })?;
-    let found = started["config_sha256"].as_str().unwrap_or("none");
+    // Killed before its first line: nothing was recorded, nothing to check.
+    let found = match records.first() {
+        None => fingerprint,
+        Some(_) => records
+            .iter()
+            .find(|r| r["event"] == "started")
+            .ok_or_else(|| ResumeError::Log {
+                path: staged.clone(),
+                detail: "no `started` record: not a session log".into(),
+            })?["config_sha256"]
+            .as_str()
+            .unwrap_or("none"),
+    };
     if found != fingerprint {
         return Err(ResumeError::OtherConfig {
             path: staged,
@@ -224,4 +229,47 @@ fn accounted(
         trials.extend(earlier_trials);
     }
     Ok((after, trials))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finishing_cuts_the_unfinished_line_and_counts_what_was_recorded() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path();
+        std::fs::write(d.join("events.jsonl"), "{\"event\":\"started\"}\n").expect("part 1");
+        let log = concat!(
+            "{\"event\":\"started\",\"config_sha256\":\"abc\"}\n",
+            "{\"event\":\"dummy\",\"index\":1}\n",
+            "{\"event\":\"volume\",\"index\":2}\n",
+            "{\"event\":\"sample\",\"trial\":7}\n",
+            "{\"event\":\"missing\",\"index\":3}\n",
+            "{\"event\":\"volume\",\"ind"
+        );
+        std::fs::write(d.join("events-2.jsonl.partial"), log).expect("part 2");
+        std::fs::write(d.join("qa-2.tsv.partial"), "index\n2\n3\t0.").expect("qa");
+        let err = prepare(d, "other").expect_err("another configuration");
+        assert!(err.to_string().contains("another configuration"), "{err}");
+        // The refusal left the files finished (the kill's cut line is gone either way).
+        assert!(d.join("events-2.jsonl").exists());
+        std::fs::rename(d.join("events-2.jsonl"), d.join("events-2.jsonl.partial")).expect("undo");
+        let point = prepare(d, "abc").expect("resume");
+        assert_eq!(point.from.after_index, Some(3));
+        assert_eq!(point.trials, HashSet::from([7]));
+        assert_eq!(point.from.log, d.join("events-2.jsonl"));
+        let finished = std::fs::read_to_string(d.join("events-2.jsonl")).expect("final");
+        assert!(finished.ends_with("\"index\":3}\n"), "{finished}");
+        assert_eq!(
+            std::fs::read_to_string(d.join("qa-2.tsv")).expect("qa final"),
+            "index\n2\n"
+        );
+        assert!(point.covers_index(3) && !point.covers_index(4));
+        let none = tempfile::tempdir().expect("empty");
+        assert!(matches!(
+            prepare(none.path(), "abc"),
+            Err(ResumeError::NothingToResume(_))
+        ));
+    }
 }
