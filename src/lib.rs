@@ -16,6 +16,7 @@ pub mod decode;
 pub mod demo;
 pub mod event;
 pub mod features;
+pub mod fuzz;
 pub mod geometry;
 pub mod ingest;
 pub mod inspect;

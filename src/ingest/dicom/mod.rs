@@ -14,6 +14,7 @@ mod classic;
 pub mod convert;
 pub mod csa;
 mod enhanced;
+mod lengths;
 mod mosaic;
 mod pixels;
 pub mod series;
@@ -183,6 +184,11 @@ fn parse(bytes: &[u8], path: &Path, header_only: bool) -> Result<DefaultDicomObj
             }
         });
     }
+    // Declared lengths checked first: the parser allocates them before reading.
+    lengths::check(&bytes[132..]).map_err(|problem| DicomError::Incomplete {
+        path: path.to_owned(),
+        detail: problem.0,
+    })?;
     let mut options = OpenFileOptions::new().read_preamble(dicom_object::file::ReadPreamble::Never);
     if header_only {
         options = options.read_until(tags::PIXEL_DATA);

@@ -204,10 +204,20 @@ pub fn stored_values(
                     name,
                 });
             }
-            let decoded = obj.decode_pixel_data().map_err(|e| DicomError::Invalid {
-                path: path.to_owned(),
-                detail: format!("cannot decode {name} pixel data: {e}"),
-            })?;
+            // The codecs are another crate's; a corrupt stream has made one panic (RLE, found
+            // by the fuzzer), and a panic here would end the ingest thread.
+            let decoded =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
+                    .map_err(|_| DicomError::Invalid {
+                        path: path.to_owned(),
+                        detail: format!(
+                            "cannot decode {name} pixel data: its decoder failed (panicked)"
+                        ),
+                    })?
+                    .map_err(|e| DicomError::Invalid {
+                        path: path.to_owned(),
+                        detail: format!("cannot decode {name} pixel data: {e}"),
+                    })?;
             from_le_bytes(decoded.data(), format.datatype, expected)
         }
         Value::Primitive(primitive) => from_primitive(primitive, format.datatype, expected),
