@@ -7,6 +7,7 @@
 //! server for the stimulus computer), `viewer` (the window's message stream), `console` (the
 //! log lines). Adding one is a file here and a line in `crate::session`.
 
+pub mod carpet_spool;
 pub mod console;
 pub mod feedback;
 pub mod line_file;

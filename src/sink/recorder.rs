@@ -17,6 +17,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
+use super::carpet_spool::CarpetSpool;
 use super::line_file::{LineFile, WriteFaults};
 use super::{Sink, SinkError};
 use crate::decode::Reconstruction;
@@ -69,8 +70,7 @@ pub struct Recorder {
     log_path: PathBuf,
     qa_path: PathBuf,
     /// The carpet plot's rows as they came, one per volume, until the maps arrive.
-    carpet: Vec<f32>,
-    carpet_rows: usize,
+    carpet: CarpetSpool,
     /// Encoded PNGs not yet written, oldest first, and whether that is being reported.
     waiting_images: VecDeque<(PathBuf, Vec<u8>)>,
     images_failing: bool,
@@ -100,8 +100,7 @@ impl Recorder {
             images: dir.join("reconstructions"),
             log_path,
             qa_path,
-            carpet: Vec::new(),
-            carpet_rows: 0,
+            carpet: CarpetSpool::new(dir.join(format!(".carpet-{number}.f32"))),
             waiting_images: VecDeque::new(),
             images_failing: false,
             faults,
@@ -181,11 +180,11 @@ impl Recorder {
         };
         write_nifti(&tsnr, &spec, &maps.tsnr).map_err(|e| failed(&tsnr, e))?;
         let carpet = self.dir.join(numbered("carpet", self.number, "nii.gz"));
-        let volumes = self.carpet_rows.max(1);
-        let voxels = self.carpet.len() / volumes;
+        let (data, rows) = self.carpet.take()?;
+        let volumes = rows.max(1);
+        let voxels = data.len() / volumes;
         let mut spec = NiftiSpec::new(&[voxels, 1, 1, volumes], [1.0; 3], Datatype::F32);
         spec.description = "brainmclip carpet: mask voxels x volumes".into();
-        let data = std::mem::take(&mut self.carpet);
         write_nifti(&carpet, &spec, &data).map_err(|e| failed(&carpet, e))?;
         Ok([tsnr, carpet])
     }
@@ -233,12 +232,7 @@ impl Sink for Recorder {
         match event {
             SessionEvent::Volume(v) => {
                 if let Some(row) = &v.carpet {
-                    let width = self.carpet.len().checked_div(self.carpet_rows);
-                    // A row of another width (masks never change mid-run) is left out.
-                    if width.is_none_or(|w| w == row.len()) {
-                        self.carpet.extend_from_slice(row);
-                        self.carpet_rows += 1;
-                    }
+                    reports.extend(self.carpet.push(row).err());
                 }
                 if let Some(qa) = self.qa.as_mut() {
                     reports.extend(qa.line(&qa_row(v)).err());
