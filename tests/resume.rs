@@ -124,7 +124,7 @@ fn a_run_killed_at_random_points_and_resumed_logs_every_volume_once_with_its_val
     std::fs::rename(d.join("out"), d.join("out-reference")).expect("keep the reference");
 
     // The scanner writes at TR pace whatever happens to the daemon.
-    let mut replay = ReplayOptions::new(&bold(d), &d.join("export"));
+    let mut replay = ReplayOptions::new(bold(d), d.join("export"));
     replay.speed = SPEED;
     replay.tr_s = Some(TR_S);
     let scanner = std::thread::spawn(move || run_replay(&replay));
