@@ -3,10 +3,11 @@
 //! every event; each failure is reported once with the file and the OS error, and once more
 //! when writing resumes; at the end the log and the QA table hold every line, whole, in order.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use brainmclip::config::SessionConfig;
 use brainmclip::event::SessionEvent;
 use brainmclip::session::{ReplaySource, Session, SessionSpec};
 use brainmclip::sim::{simulate, SimConfig};
@@ -41,27 +42,6 @@ impl Sink for Saboteur {
     }
 }
 
-fn config(bids: &Path, bold: &Path, sim: &SimConfig, out: &Path) -> SessionConfig {
-    let sub = bids.join(format!("sub-{}", sim.subject));
-    let mut c = SessionConfig::default();
-    c.session.tr = sim.tr;
-    c.session.volumes = sim.volumes_per_run as u32;
-    c.ingest.dir = out.join("export");
-    c.ingest.poll_interval_ms = 20;
-    c.ingest.deadline_tr = 4.0;
-    let p = &mut c.preprocess;
-    p.dummy_scans = sim.dummy_scans as u32;
-    p.labels = Some(sub.join(format!("anat/sub-{}_desc-visual_dseg.nii.gz", sim.subject)));
-    p.label_table = Some(sub.join(format!("anat/sub-{}_desc-visual_dseg.tsv", sim.subject)));
-    p.events = Some(PathBuf::from(
-        bold.to_string_lossy()
-            .replace("_bold.nii.gz", "_events.tsv"),
-    ));
-    c.output.dir = out.join("session");
-    c.feedback.enabled = false;
-    c
-}
-
 #[test]
 fn a_full_disk_and_a_removed_output_folder_lose_no_record_and_stop_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -75,7 +55,7 @@ fn a_full_disk_and_a_removed_output_folder_lose_no_record_and_stop_nothing() {
     };
     let bids = d.join("bids");
     let bold = simulate(&sim, &bids, 5).expect("simulate").runs[0].clone();
-    let config = config(&bids, &bold, &sim, d);
+    let config = common::simulated_session(&bids, &bold, &sim, d);
     let output = config.output.dir.clone();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mut spec = SessionSpec::new(config);

@@ -3,12 +3,13 @@
 //! promises, in order, with monotone telemetry; the recorder's files hold exactly what a sink
 //! saw; a sink that panics or stalls is reported and stops neither the run nor the other sinks.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use brainmclip::config::SessionConfig;
 use brainmclip::demo::{DEMO_SEED, DEMO_TEST_RUNS, DEMO_TRAIN_RUNS};
 use brainmclip::event::SessionEvent;
 use brainmclip::ingest::replay::{run_replay, FaultKind, ReplayOptions};
@@ -40,31 +41,6 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// A session config for the simulated subject in `bids` (its masks and the run's events).
-fn session_config(bids: &Path, bold: &Path, sim: &SimConfig, out: &Path) -> SessionConfig {
-    let sub = bids.join(format!("sub-{}", sim.subject));
-    let mut c = SessionConfig::default();
-    c.session.tr = sim.tr;
-    c.session.volumes = sim.volumes_per_run as u32;
-    c.ingest.dir = out.join("export");
-    c.ingest.poll_interval_ms = 20;
-    // At 20x a TR is 75 ms; the default 1.5 TR deadline leaves 37 ms of slack, which a loaded
-    // 2-core CI machine (the generator drawing in the same process) can overrun, declaring a
-    // volume that was merely slow missing. Four TRs still find the dropped volume quickly.
-    c.ingest.deadline_tr = 4.0;
-    let p = &mut c.preprocess;
-    p.dummy_scans = sim.dummy_scans as u32;
-    p.labels = Some(sub.join(format!("anat/sub-{}_desc-visual_dseg.nii.gz", sim.subject)));
-    p.label_table = Some(sub.join(format!("anat/sub-{}_desc-visual_dseg.tsv", sim.subject)));
-    p.events = Some(PathBuf::from(
-        bold.to_string_lossy()
-            .replace("_bold.nii.gz", "_events.tsv"),
-    ));
-    c.output.dir = out.join("session");
-    c.feedback.enabled = false;
-    c
-}
-
 #[test]
 fn a_scripted_replay_yields_volumes_gaps_samples_decoded_and_drawn_in_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -87,7 +63,7 @@ fn a_scripted_replay_yields_volumes_gaps_samples_decoded_and_drawn_in_order() {
         .runs[0]
         .clone();
     let speed = 20.0;
-    let mut config = session_config(&bids, &bold, &sim, d);
+    let mut config = common::simulated_session(&bids, &bold, &sim, d);
     config.session.clock_speed = speed;
     let dc = &mut config.decode;
     dc.calibration = Some(repo("calibration/demo"));
@@ -231,7 +207,7 @@ fn the_recorder_writes_what_a_sink_saw_and_bad_sinks_are_reported_not_fatal() {
     };
     let bids = d.join("bids");
     let bold = simulate(&sim, &bids, 5).unwrap().runs[0].clone();
-    let config = session_config(&bids, &bold, &sim, d);
+    let config = common::simulated_session(&bids, &bold, &sim, d);
     let (keep, events) = kept();
     let mut spec = SessionSpec::new(config);
     spec.replay = Some(ReplaySource::new(bold, "max").unwrap());

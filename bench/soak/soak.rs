@@ -285,6 +285,16 @@ pub fn run_soak(options: SoakOptions) -> Result<SoakReport, SoakError> {
         config.decode.gallery = None;
     }
 
+    // The export folder and the session's output are this soak's alone: an earlier soak's
+    // volumes would be taken as this run's, and its logs would number this one's.
+    for dir in [&config.ingest.dir, &config.output.dir] {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|source| SoakError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+    }
     // The demo's export folder is made by its in-process replay; here the soak is the scanner.
     std::fs::create_dir_all(&config.ingest.dir).map_err(|source| SoakError::Io {
         path: config.ingest.dir.clone(),

@@ -13,7 +13,7 @@
 //! Pure logic with injected time and file looks (the service does the `stat`s and reads), so
 //! each rule is unit-tested without a filesystem.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// What a `stat` says of a file (for a `.hdr/.img` pair, of both together).
@@ -84,6 +84,9 @@ const ABSENT_LOOKS: u32 = 100;
 pub struct Tracker {
     settings: TrackerSettings,
     files: HashMap<PathBuf, Tracked>,
+    /// The files still `Pending`: the only ones `due` and `next_due_ns` look at, so a day's
+    /// thousands of settled files cost nothing per wake-up.
+    pending: HashSet<PathBuf>,
     abandoned: Vec<PathBuf>,
     /// A whole-second mtime at an odd second was seen: the resolution is 1 s, not 2 s.
     odd_coarse_second: bool,
@@ -99,6 +102,7 @@ impl Tracker {
         Tracker {
             settings,
             files: HashMap::new(),
+            pending: HashSet::new(),
             abandoned: Vec::new(),
             odd_coarse_second: false,
             coarse_noticed: None,
@@ -134,6 +138,9 @@ impl Tracker {
     }
 
     fn entry(&mut self, path: &Path, index: u32, now_ns: u64) -> &mut Tracked {
+        if !self.files.contains_key(path) {
+            self.pending.insert(path.to_owned());
+        }
         self.files
             .entry(path.to_owned())
             .or_insert_with(|| Tracked {
@@ -166,8 +173,32 @@ impl Tracker {
         true
     }
 
+    /// Keeps `pending` in step with a file's status after a change.
+    fn sync(&mut self, path: &Path) {
+        match self.files.get(path).map(|t| t.status) {
+            Some(Status::Pending) => {
+                self.pending.insert(path.to_owned());
+            }
+            _ => {
+                self.pending.remove(path);
+            }
+        }
+    }
+
+    /// Whether the file was decoded, skipped or given up on (and not changed since).
+    pub fn is_done(&self, path: &Path) -> bool {
+        self.files
+            .get(path)
+            .is_some_and(|t| t.status != Status::Pending)
+    }
+
     /// A close-write or rename-to event: the writer says the file is done.
     pub fn observe_closed(&mut self, path: &Path, index: u32, look: Option<Look>, now_ns: u64) {
+        self.closed(path, index, look, now_ns);
+        self.sync(path);
+    }
+
+    fn closed(&mut self, path: &Path, index: u32, look: Option<Look>, now_ns: u64) {
         let t = self.entry(path, index, now_ns);
         if !Self::reopen_if_changed(t, look, now_ns) {
             return;
@@ -183,6 +214,11 @@ impl Tracker {
 
     /// A poll listing, a modify event or a scheduled re-look: judge stability.
     pub fn observe_look(&mut self, path: &Path, index: u32, look: Option<Look>, now_ns: u64) {
+        self.looked(path, index, look, now_ns);
+        self.sync(path);
+    }
+
+    fn looked(&mut self, path: &Path, index: u32, look: Option<Look>, now_ns: u64) {
         let stability = match &look {
             Some(l) => self.stability_for(path, l),
             None => self.settings.stability_ns,
@@ -241,16 +277,17 @@ impl Tracker {
         let t = self.entry(path, index, now_ns);
         t.status = Status::Settled;
         t.settled_look = look;
+        self.sync(path);
     }
 
     /// Everything due at `now_ns`, reads in index order.
     pub fn due(&mut self, now_ns: u64) -> Vec<Due> {
         let mut relooks = Vec::new();
         let mut reads = Vec::new();
-        for (path, t) in &mut self.files {
-            if t.status != Status::Pending {
+        for path in &self.pending {
+            let Some(t) = self.files.get_mut(path) else {
                 continue;
-            }
+            };
             if t.read_due_ns.is_some_and(|d| d <= now_ns) {
                 t.read_due_ns = None;
                 reads.push((t.index, path.clone()));
@@ -269,9 +306,9 @@ impl Tracker {
     }
 
     pub fn next_due_ns(&self) -> Option<u64> {
-        self.files
-            .values()
-            .filter(|t| t.status == Status::Pending)
+        self.pending
+            .iter()
+            .filter_map(|p| self.files.get(p))
             .flat_map(|t| [t.read_due_ns, t.relook_due_ns])
             .flatten()
             .min()
@@ -299,6 +336,7 @@ impl Tracker {
             t.read_due_ns = None;
             t.relook_due_ns = None;
         }
+        self.sync(path);
     }
 
     /// The read failed; `retryable` says whether waiting could help.
@@ -309,6 +347,12 @@ impl Tracker {
         retryable: bool,
         now_ns: u64,
     ) -> Failure {
+        let failure = self.failed(path, look, retryable, now_ns);
+        self.sync(path);
+        failure
+    }
+
+    fn failed(&mut self, path: &Path, look: Option<Look>, retryable: bool, now_ns: u64) -> Failure {
         let (max, backoff) = (self.settings.max_retries, self.settings.backoff_ns);
         let Some(t) = self.files.get_mut(path) else {
             return Failure::GiveUp { attempts: 0 };

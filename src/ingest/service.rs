@@ -34,6 +34,8 @@ const MS: u64 = 1_000_000;
 const MAX_HEADER_TR_S: f64 = 60.0;
 /// The TR assumed for deadlines when neither the session nor the header gives one.
 const FALLBACK_TR_S: f64 = 2.0;
+/// Decoded files are looked at again on one poll in this many.
+const DONE_FILES_EVERY_POLLS: u64 = 16;
 /// The longest the thread sleeps without checking its stop flag.
 const MAX_SLEEP_NS: u64 = 50 * MS;
 
@@ -152,6 +154,7 @@ impl Ingest {
             clock_speed: speed,
             dicom: dicom_input::DicomInput::new(ic)?,
             outage: None,
+            polls: 0,
         };
         if let Some(message) = watch_warning {
             worker.warn(message);
@@ -226,6 +229,8 @@ struct Worker {
     dicom: dicom_input::DicomInput,
     /// Set while the export folder cannot be listed.
     outage: Option<reach::Outage>,
+    /// Listings so far.
+    polls: u64,
 }
 
 impl Worker {
@@ -364,8 +369,25 @@ impl Worker {
             }
         };
         self.regained_reach(now);
+        // A file already decoded is looked at on one poll in `DONE_FILES_EVERY_POLLS` (a
+        // rewrite still gets a fresh chance), a different share of them each poll, so a folder
+        // of a day's thousands of volumes costs little and evenly per poll.
+        self.polls += 1;
+        let turn = self.polls % DONE_FILES_EVERY_POLLS;
+        let resting = |tracker: &Tracker, path: &Path| {
+            use std::hash::{Hash, Hasher};
+            let mut share = std::collections::hash_map::DefaultHasher::new();
+            path.hash(&mut share);
+            tracker.is_done(path) && share.finish() % DONE_FILES_EVERY_POLLS != turn
+        };
         for path in files {
+            if resting(&self.tracker, &path) {
+                continue;
+            }
             if let Some((dataset, index)) = self.dataset_of(&path) {
+                if resting(&self.tracker, &dataset) {
+                    continue;
+                }
                 let look = look_at(&dataset);
                 self.tracker.observe_look(&dataset, index, look, now);
             }

@@ -8,6 +8,36 @@ use brainmclip::config::{SessionConfig, WatchMode};
 use brainmclip::ingest::nifti_write::NiftiSpec;
 use brainmclip::ingest::{Datatype, Ingest, IngestEvent};
 
+/// A session config for the simulated subject in `bids` (its masks and the run's events).
+pub fn simulated_session(
+    bids: &Path,
+    bold: &Path,
+    sim: &brainmclip::sim::SimConfig,
+    out: &Path,
+) -> SessionConfig {
+    let sub = bids.join(format!("sub-{}", sim.subject));
+    let mut c = SessionConfig::default();
+    c.session.tr = sim.tr;
+    c.session.volumes = sim.volumes_per_run as u32;
+    c.ingest.dir = out.join("export");
+    c.ingest.poll_interval_ms = 20;
+    // At 20x a TR is 75 ms; the default 1.5 TR deadline leaves 37 ms of slack, which a loaded
+    // 2-core CI machine (the generator drawing in the same process) can overrun, declaring a
+    // volume that was merely slow missing. Four TRs still find the dropped volume quickly.
+    c.ingest.deadline_tr = 4.0;
+    let p = &mut c.preprocess;
+    p.dummy_scans = sim.dummy_scans as u32;
+    p.labels = Some(sub.join(format!("anat/sub-{}_desc-visual_dseg.nii.gz", sim.subject)));
+    p.label_table = Some(sub.join(format!("anat/sub-{}_desc-visual_dseg.tsv", sim.subject)));
+    p.events = Some(std::path::PathBuf::from(
+        bold.to_string_lossy()
+            .replace("_bold.nii.gz", "_events.tsv"),
+    ));
+    c.output.dir = out.join("session");
+    c.feedback.enabled = false;
+    c
+}
+
 pub fn session(dir: &Path, watch: WatchMode, tr_s: f64, volumes: u32) -> SessionConfig {
     let mut c = SessionConfig::default();
     c.session.tr = tr_s;
