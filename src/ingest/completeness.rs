@@ -83,7 +83,9 @@ const ABSENT_LOOKS: u32 = 100;
 
 pub struct Tracker {
     settings: TrackerSettings,
-    files: HashMap<PathBuf, Tracked>,
+    /// Boxed: a table of a day's files doubles in place, and a ~300-byte slot per file made
+    /// each doubling megabytes.
+    files: HashMap<PathBuf, Box<Tracked>>,
     /// The files still `Pending`: the only ones `due` and `next_due_ns` look at, so a day's
     /// thousands of settled files cost nothing per wake-up.
     pending: HashSet<PathBuf>,
@@ -141,9 +143,8 @@ impl Tracker {
         if !self.files.contains_key(path) {
             self.pending.insert(path.to_owned());
         }
-        self.files
-            .entry(path.to_owned())
-            .or_insert_with(|| Tracked {
+        self.files.entry(path.to_owned()).or_insert_with(|| {
+            Box::new(Tracked {
                 index,
                 first_seen_ns: now_ns,
                 status: Status::Pending,
@@ -155,6 +156,7 @@ impl Tracker {
                 relook_due_ns: None,
                 absent_looks: 0,
             })
+        })
     }
 
     /// Reopens a settled or rejected file whose look changed (a rewrite or a late completion).
