@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 
 use brainmclip::event::SessionEvent;
 use brainmclip::session::{ReplaySource, Session, SessionSpec};
-use brainmclip::sim::{simulate, SimConfig};
 use brainmclip::sink::line_file::{WriteFault, WriteFaults};
 use brainmclip::sink::{Sink, SinkError};
 
@@ -46,16 +45,7 @@ impl Sink for Saboteur {
 fn a_full_disk_and_a_removed_output_folder_lose_no_record_and_stop_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
-    let sim = SimConfig {
-        volumes_per_run: 30,
-        train_runs: 1,
-        test_runs: 0,
-        image_size: 32,
-        ..SimConfig::default()
-    };
-    let bids = d.join("bids");
-    let bold = simulate(&sim, &bids, 5).expect("simulate").runs[0].clone();
-    let config = common::simulated_session(&bids, &bold, &sim, d);
+    let (sim, bold, config) = common::short_simulated_session(d);
     let output = config.output.dir.clone();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mut spec = SessionSpec::new(config);

@@ -233,3 +233,43 @@ fn a_mask_on_another_grid_is_refused_with_both_named() {
     .to_string();
     assert!(err.contains("bad.tsv") && err.contains("`group`"), "{err}");
 }
+
+/// Moved here from `preprocess::realign` so the runtime never imports the simulator, even in
+/// its unit tests: known rigid motion of a simulated head is recovered.
+#[test]
+fn realignment_recovers_known_motion_to_a_hundredth_of_a_mm() {
+    let subject = brainmclip::sim::subject::Subject::generate(
+        &brainmclip::sim::subject::SubjectParams {
+            grid: brainmclip::sim::subject::Grid::MM3,
+            psc: [0.0; 5],
+            hrf_lag_sd_s: 0.0,
+            hrf_width_sd: 0.0,
+        },
+        9,
+    );
+    let dims = subject.grid.dims;
+    let realigner = Realigner::new(&subject.baseline, dims, [3.0; 3]).unwrap();
+    let noise = rand_distr::Normal::new(0.0f32, 12.0).unwrap();
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+    for truth in [
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        [0.8, -0.5, 0.3, 0.0, 0.0, 0.0],
+        [-0.2, 0.4, -1.1, 1.2, -0.7, 0.9],
+        [2.0, 1.5, -1.0, -2.0, 1.0, 1.5],
+    ] {
+        let mut moved = Vec::new();
+        brainmclip::geometry::apply_motion(&subject.baseline, dims, 3.0, &truth, &mut moved);
+        moved
+            .iter_mut()
+            .for_each(|v| *v += rand_distr::Distribution::sample(&noise, &mut rng));
+        let estimate = realigner.estimate(&moved, [0.0; 6]).unwrap();
+        for d in 0..6 {
+            assert!(
+                (estimate[d] - truth[d]).abs() < 0.05,
+                "param {d}: estimated {} for {} (all: {estimate:?} vs {truth:?})",
+                estimate[d],
+                truth[d]
+            );
+        }
+    }
+}

@@ -198,16 +198,7 @@ impl Sink for Stalled {
 fn the_recorder_writes_what_a_sink_saw_and_bad_sinks_are_reported_not_fatal() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let sim = SimConfig {
-        volumes_per_run: 30,
-        train_runs: 1,
-        test_runs: 0,
-        image_size: 32,
-        ..SimConfig::default()
-    };
-    let bids = d.join("bids");
-    let bold = simulate(&sim, &bids, 5).unwrap().runs[0].clone();
-    let config = common::simulated_session(&bids, &bold, &sim, d);
+    let (sim, bold, config) = common::short_simulated_session(d);
     let (keep, events) = kept();
     let mut spec = SessionSpec::new(config);
     spec.replay = Some(ReplaySource::new(bold, "max").unwrap());

@@ -58,6 +58,8 @@ struct Tracked {
     read_due_ns: Option<u64>,
     relook_due_ns: Option<u64>,
     absent_looks: u32,
+    /// The order the file was first seen in (spreads re-looks at decoded files over polls).
+    serial: u64,
 }
 
 /// What the service should do with a file now.
@@ -140,6 +142,7 @@ impl Tracker {
     }
 
     fn entry(&mut self, path: &Path, index: u32, now_ns: u64) -> &mut Tracked {
+        let serial = self.files.len() as u64;
         if !self.files.contains_key(path) {
             self.pending.insert(path.to_owned());
         }
@@ -155,6 +158,7 @@ impl Tracker {
                 read_due_ns: None,
                 relook_due_ns: None,
                 absent_looks: 0,
+                serial,
             })
         })
     }
@@ -187,11 +191,13 @@ impl Tracker {
         }
     }
 
-    /// Whether the file was decoded, skipped or given up on (and not changed since).
-    pub fn is_done(&self, path: &Path) -> bool {
+    /// A file decoded, skipped or given up on (and not changed since) that need not be looked
+    /// at on this poll: each is looked at on one poll in `every`, a different share of them on
+    /// each (`turn` counts polls), so a rewrite still gets a fresh chance.
+    pub fn is_resting(&self, path: &Path, turn: u64, every: u64) -> bool {
         self.files
             .get(path)
-            .is_some_and(|t| t.status != Status::Pending)
+            .is_some_and(|t| t.status != Status::Pending && t.serial % every != turn % every)
     }
 
     /// A close-write or rename-to event: the writer says the file is done.
@@ -456,6 +462,21 @@ mod tests {
         t.observe_look(f, 4, look(1000, 105 * s + 1), 7_000 * MS);
         t.observe_look(f, 4, look(1000, 105 * s + 1), 7_050 * MS);
         assert_eq!(reads(&mut t, 7_050 * MS), vec![PathBuf::from(f)]);
+    }
+
+    #[test]
+    fn a_decoded_file_rests_on_all_polls_but_one_in_every() {
+        let mut t = tracker();
+        let p = Path::new("v_0001.nii");
+        t.observe_closed(p, 1, look(10, 1), 0);
+        assert!(
+            !t.is_resting(p, 0, 16),
+            "pending files are always looked at"
+        );
+        assert_eq!(reads(&mut t, 0), vec![PathBuf::from(p)]);
+        t.read_succeeded(p, look(10, 1));
+        let looked_at: Vec<u64> = (0..32).filter(|&turn| !t.is_resting(p, turn, 16)).collect();
+        assert_eq!(looked_at, [0, 16], "first seen, so serial 0");
     }
 
     #[test]

@@ -369,23 +369,16 @@ impl Worker {
             }
         };
         self.regained_reach(now);
-        // A file already decoded is looked at on one poll in `DONE_FILES_EVERY_POLLS` (a
-        // rewrite still gets a fresh chance), a different share of them each poll, so a folder
-        // of a day's thousands of volumes costs little and evenly per poll.
+        // Decoded files are looked at on one poll in `DONE_FILES_EVERY_POLLS`, a different
+        // share each poll, so a folder of a day's volumes costs little and evenly per poll.
         self.polls += 1;
-        let turn = self.polls % DONE_FILES_EVERY_POLLS;
-        let resting = |tracker: &Tracker, path: &Path| {
-            use std::hash::{Hash, Hasher};
-            let mut share = std::collections::hash_map::DefaultHasher::new();
-            path.hash(&mut share);
-            tracker.is_done(path) && share.finish() % DONE_FILES_EVERY_POLLS != turn
-        };
+        let (turn, every) = (self.polls, DONE_FILES_EVERY_POLLS);
         for path in files {
-            if resting(&self.tracker, &path) {
+            if self.tracker.is_resting(&path, turn, every) {
                 continue;
             }
             if let Some((dataset, index)) = self.dataset_of(&path) {
-                if resting(&self.tracker, &dataset) {
+                if self.tracker.is_resting(&dataset, turn, every) {
                     continue;
                 }
                 let look = look_at(&dataset);

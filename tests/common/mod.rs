@@ -38,6 +38,31 @@ pub fn simulated_session(
     c
 }
 
+/// A 30-volume simulated run (32-pixel images, seed 5) in `d/bids` and a session on it: its
+/// simulation settings, the run's file and the session config.
+pub fn short_simulated_session(
+    d: &Path,
+) -> (
+    brainmclip::sim::SimConfig,
+    std::path::PathBuf,
+    SessionConfig,
+) {
+    let sim = brainmclip::sim::SimConfig {
+        volumes_per_run: 30,
+        train_runs: 1,
+        test_runs: 0,
+        image_size: 32,
+        ..brainmclip::sim::SimConfig::default()
+    };
+    let bids = d.join("bids");
+    let bold = brainmclip::sim::simulate(&sim, &bids, 5)
+        .expect("simulate")
+        .runs[0]
+        .clone();
+    let config = simulated_session(&bids, &bold, &sim, d);
+    (sim, bold, config)
+}
+
 pub fn session(dir: &Path, watch: WatchMode, tr_s: f64, volumes: u32) -> SessionConfig {
     let mut c = SessionConfig::default();
     c.session.tr = tr_s;

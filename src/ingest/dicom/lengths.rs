@@ -213,7 +213,7 @@ impl Walker<'_> {
                 ..e
             })?;
             if tag != ITEM {
-                // Not items (an odd UN value): its length was checked, that is enough.
+                // Not items (a malformed sequence): its length was checked, that is enough.
                 self.pos = end;
                 return Ok(());
             }
