@@ -16,7 +16,7 @@ use brainmclip::ingest::replay::{run_replay, FaultKind, ReplayOptions};
 use brainmclip::ingest::IngestEvent;
 use brainmclip::session::{ReplaySource, Session, SessionSpec};
 use brainmclip::sim::design::RunKind;
-use brainmclip::sim::{run_kinds, simulate, simulate_runs, SimConfig};
+use brainmclip::sim::{run_kinds, simulate_runs, SimConfig};
 use brainmclip::sink::{Sink, SinkError};
 
 /// Keeps every event it is given.
