@@ -58,29 +58,65 @@ fn file_err(path: &Path, message: impl std::fmt::Display) -> FeatureError {
     }
 }
 
-/// Image files (png, jpg, jpeg), sorted by name; the id is the file stem.
+/// Image files (png, jpg, jpeg) in a folder tree, sorted by id; the id is the path below `dir`
+/// without its extension, `/`-separated (the file stem in a flat folder). Hidden entries are
+/// skipped; two files with one id (`a.png`, `a.jpg`) are an error, as their features would mix.
 pub fn list_images(dir: &Path) -> Result<Vec<(String, PathBuf)>, FeatureError> {
     let mut out = Vec::new();
+    collect_images(dir, "", 0, &mut out)?;
+    out.sort();
+    if out.is_empty() {
+        return Err(file_err(dir, "no .png or .jpg images"));
+    }
+    if let Some(w) = out.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(file_err(
+            &w[1].1,
+            format!("the same image id as {}: rename one", w[0].1.display()),
+        ));
+    }
+    Ok(out)
+}
+
+/// Folders deeper than this are not image sets but links looping back.
+const MAX_DEPTH: usize = 16;
+
+fn collect_images(
+    dir: &Path,
+    prefix: &str,
+    depth: usize,
+    out: &mut Vec<(String, PathBuf)>,
+) -> Result<(), FeatureError> {
+    if depth > MAX_DEPTH {
+        return Err(file_err(
+            dir,
+            format!("more than {MAX_DEPTH} folders deep (a link loop?)"),
+        ));
+    }
     for entry in std::fs::read_dir(dir).map_err(|e| file_err(dir, e))? {
         let path = entry.map_err(|e| file_err(dir, e))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            collect_images(&path, &format!("{prefix}{name}/"), depth + 1, out)?;
+            continue;
+        }
         let ext = path
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
         if matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) {
-            let id = path
+            let stem = path
                 .file_stem()
                 .and_then(|s| s.to_str())
-                .unwrap_or_default()
-                .to_string();
-            out.push((id, path));
+                .unwrap_or_default();
+            out.push((format!("{prefix}{stem}"), path));
         }
     }
-    out.sort();
-    if out.is_empty() {
-        return Err(file_err(dir, "no .png or .jpg images"));
-    }
-    Ok(out)
+    Ok(())
 }
 
 fn tensor_bytes<B: Backend, const D: usize>(
@@ -119,6 +155,30 @@ pub fn compute_features(job: &FeatureJob) -> Result<FeatureSummary, FeatureError
     let images = list_images(&job.images)?;
     let parts = PathBuf::from(format!("{}.parts", job.out.display()));
     std::fs::create_dir_all(&parts).map_err(|e| file_err(&parts, e))?;
+    // Shards are numbered by batch: they belong to one list of images, encoder and layers. A
+    // changed folder starts over rather than mixing rows of different images.
+    let manifest = parts.join("manifest.json");
+    let this_list = serde_json::json!({
+        "ids": images.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+        "encoder": job.encoder.display().to_string(),
+        "layers": [job.layers.0, job.layers.1],
+        "batch": job.batch.max(1),
+    });
+    let earlier = std::fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    if earlier.as_ref() != Some(&this_list) {
+        if earlier.is_some() {
+            tracing::warn!(
+                "{}: made for other images or settings; computing again",
+                parts.display()
+            );
+        }
+        std::fs::remove_dir_all(&parts).map_err(|e| file_err(&parts, e))?;
+        std::fs::create_dir_all(&parts).map_err(|e| file_err(&parts, e))?;
+        crate::atomic::write_atomic(&manifest, this_list.to_string().as_bytes())
+            .map_err(|e| file_err(&manifest, e))?;
+    }
     let batch = job.batch.max(1);
     let n_batches = images.len().div_ceil(batch);
     let bar = if job.progress {
@@ -238,6 +298,8 @@ pub struct FeatureSet {
     pub dim: usize,
     /// "first-last", as computed.
     pub detail_layers: String,
+    /// The encoder folder, as given when computing.
+    pub encoder: String,
 }
 
 impl FeatureSet {
@@ -297,5 +359,6 @@ pub fn read_features(path: &Path) -> Result<FeatureSet, FeatureError> {
         semantic,
         dim: ss[1],
         detail_layers: meta.get("detail_layers").cloned().unwrap_or_default(),
+        encoder: meta.get("encoder").cloned().unwrap_or_default(),
     })
 }

@@ -14,6 +14,8 @@ fn tiny_generator(root: &std::path::Path) -> std::path::PathBuf {
     let out = root.join("generator");
     train_generator(&GeneratorJob {
         encoder: enc,
+        images: None,
+        heldout_fraction: 0.05,
         config: GeneratorTrainConfig {
             steps: 1,
             batch: 2,

@@ -15,7 +15,7 @@ use brainmclip::train::encoder::heldout_stimuli;
 use brainmclip::train::generator::{
     condition, train_generator, GeneratorJob, GeneratorTrainConfig,
 };
-use brainmclip::train::generator_eval::evaluate_generator;
+use brainmclip::train::generator_eval::{evaluate_generator, EvalImages};
 
 /// The v-prediction loss of the generator in `dir` on 12 held-out images at fixed times and
 /// noise.
@@ -59,6 +59,8 @@ fn training_lowers_the_loss_resumes_exactly_and_samples_reproducibly() {
     };
     let job = |out: &std::path::Path, max_steps| GeneratorJob {
         encoder: enc.path().to_owned(),
+        images: None,
+        heldout_fraction: 0.05,
         config: config.clone(),
         init: None,
         out: out.to_owned(),
@@ -179,11 +181,12 @@ fn shipped_generator_redraws_held_out_images_and_stays_clean_on_brain_like_featu
     let (info, model) =
         load_generator::<Flex>(&root.join("assets/demo-generator"), &FlexDevice).unwrap();
     let conditioner = Conditioner::load(&root.join("assets/demo-encoder")).unwrap();
+    let images = EvalImages::simulator(&conditioner, info.generator.image_size, 24).unwrap();
     let eval = evaluate_generator(
         &model,
         &conditioner,
+        &images,
         info.generator.image_size,
-        24,
         4,
         8,
         1.0,

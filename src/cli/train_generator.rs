@@ -1,6 +1,7 @@
-//! `train-generator`: the few-step diffusion decoder trained on simulator images conditioned on
-//! an encoder's features, then scored (4 against 50 steps, brain-like degraded features); the
-//! figures and the exact command go into `training.json` beside the weights.
+//! `train-generator`: the few-step diffusion decoder trained on simulator images (or a folder
+//! of images, `--images`) conditioned on an encoder's features, then scored (4 against 50
+//! steps, brain-like degraded features); the figures and the exact command go into
+//! `training.json` beside the weights.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -18,6 +19,18 @@ pub struct TrainGeneratorArgs {
     encoder: PathBuf,
     #[arg(long)]
     out: PathBuf,
+    /// Train on this folder tree of JPEG/PNG images instead of the simulator's; their features
+    /// are computed once into OUT/features.safetensors (resumable).
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// With --images: the share of the images kept out of training (chosen by a hash of each
+    /// image's path, so adding images never moves one across) and evaluated on.
+    #[arg(long, default_value_t = 0.05)]
+    heldout: f64,
+    /// With --images: evaluate on the held-out images, or on the training images (to check
+    /// that a small set is learnt).
+    #[arg(long, value_enum, default_value = "heldout")]
+    eval_on: EvalOn,
     /// A TOML file of training settings; flags below override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -48,12 +61,20 @@ pub struct TrainGeneratorArgs {
     cluster: super::cluster::ClusterArgs,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum EvalOn {
+    Heldout,
+    Train,
+}
+
 pub fn train_generator_cmd(args: TrainGeneratorArgs) -> Result<()> {
     use brainmclip::model::conditioner::Conditioner;
     use brainmclip::model::generator::files::load_generator;
     use brainmclip::train::generator::{
         train_generator_parallel, GeneratorJob, GeneratorTrainConfig,
     };
+    use brainmclip::train::generator_eval::EvalImages;
+    use brainmclip::train::image_folder::ImageFolder;
     let mut config: GeneratorTrainConfig =
         settings_file(args.config.as_deref(), "a generator training config")?;
     if let Some(s) = args.steps {
@@ -68,6 +89,8 @@ pub fn train_generator_cmd(args: TrainGeneratorArgs) -> Result<()> {
         let summary = train_generator_parallel(
             &GeneratorJob {
                 encoder: args.encoder.clone(),
+                images: args.images.clone(),
+                heldout_fraction: args.heldout,
                 config: config.clone(),
                 init: args.init.clone(),
                 out: args.out.clone(),
@@ -99,11 +122,39 @@ pub fn train_generator_cmd(args: TrainGeneratorArgs) -> Result<()> {
     }
     let (info, model) = load_generator::<Flex>(&args.out, &FlexDevice)?;
     let conditioner = Conditioner::load(&args.encoder)?;
+    let size = info.generator.image_size;
+    let images = match &args.images {
+        None => EvalImages::simulator(&conditioner, size, args.eval_images)?,
+        Some(dir) => {
+            let folder = ImageFolder::prepare(
+                dir,
+                &args.encoder,
+                conditioner.layers,
+                &args.out,
+                args.heldout,
+                true,
+            )?;
+            let rows = match args.eval_on {
+                EvalOn::Heldout => &folder.heldout,
+                EvalOn::Train => &folder.train,
+            };
+            EvalImages::folder(&folder, rows, size, args.eval_images)?
+        }
+    };
+    println!(
+        "evaluating on {} images ({})",
+        images.truth.len(),
+        match (&args.images, args.eval_on) {
+            (None, _) => "held-out simulator images",
+            (Some(_), EvalOn::Heldout) => "held-out images of the folder",
+            (Some(_), EvalOn::Train) => "training images of the folder",
+        }
+    );
     let eval = brainmclip::train::generator_eval::evaluate_generator(
         &model,
         &conditioner,
-        info.generator.image_size,
-        args.eval_images,
+        &images,
+        size,
         4,
         50,
         args.guidance,
@@ -144,6 +195,11 @@ pub fn train_generator_cmd(args: TrainGeneratorArgs) -> Result<()> {
     };
     report["info"] = serde_json::to_value(&info)?;
     report["evaluation"] = serde_json::to_value(&eval)?;
+    report["evaluated_on"] = serde_json::json!(match (&args.images, args.eval_on) {
+        (None, _) => "simulator-heldout",
+        (Some(_), EvalOn::Heldout) => "folder-heldout",
+        (Some(_), EvalOn::Train) => "folder-train",
+    });
     brainmclip::atomic::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())
         .with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(())

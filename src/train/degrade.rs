@@ -45,15 +45,19 @@ impl FeatureStats {
             tokens.extend(rows(c.tokens));
             semantic.extend(rows(c.semantic));
         }
-        let n = stimuli.len();
-        let (tokens_mean, tokens_sd) = mean_and_sd(&tokens, n);
-        let (semantic_mean, semantic_sd) = mean_and_sd(&semantic, n);
-        Ok(FeatureStats {
+        Ok(FeatureStats::from_rows(&tokens, &semantic, stimuli.len()))
+    }
+
+    /// The statistics of `n` images' features, row-major.
+    pub fn from_rows(tokens: &[f32], semantic: &[f32], n: usize) -> FeatureStats {
+        let (tokens_mean, tokens_sd) = mean_and_sd(tokens, n);
+        let (semantic_mean, semantic_sd) = mean_and_sd(semantic, n);
+        FeatureStats {
             tokens_mean,
             semantic_mean,
             tokens_sd,
             semantic_sd,
-        })
+        }
     }
 }
 

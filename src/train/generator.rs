@@ -1,7 +1,7 @@
 //! `brainmclip train-generator`: the few-step diffusion decoder trained on simulator images,
 //! conditioned on the encoder's features of each image computed on the fly (a fresh batch per
 //! step, drawn from the seed, so a resumed run sees exactly the batches an uninterrupted one
-//! would). Conditions are dropped (classifier-free guidance) and noised, optionally also
+//! would), or on a folder of images with their features cached (`image_folder.rs`). Conditions are dropped (classifier-free guidance) and noised, optionally also
 //! degraded the way brain predictions are — shrunk toward the mean, mixed with another image's
 //! (`degrade.rs`); EMA weights are what is saved.
 //!
@@ -24,13 +24,14 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint;
 use super::degrade::{degrade, random_degradation, Degradation, FeatureStats};
 use super::encoder::{pixels_tensor, training_stimuli};
+use super::image_folder::ImageFolder;
 use super::parallel::{run_peers, stable_param_ids, Cluster, ParallelError, Peer};
 use crate::model::conditioner::{Conditioner, ConditionerError};
 use crate::model::generator::files::{
-    load_generator, save_generator, GeneratorFileError, GeneratorInfo,
+    load_generator, save_generator, GeneratorFileError, GeneratorInfo, ImageSource,
 };
 use crate::model::generator::schedule::{scales, seeded_noise};
-use crate::model::generator::{Condition, UNet};
+use crate::model::generator::{Condition, GeneratorConfig, UNet};
 use crate::model::targets::targets;
 use crate::sim::stimuli::{render, Stimulus};
 
@@ -82,6 +83,41 @@ pub struct GeneratorTrainConfig {
     pub mix_max: f64,
     pub checkpoint_every: usize,
     pub image_size: usize,
+    /// The UNet's shape; without it, the demo's (`GeneratorConfig::demo`). Token and embedding
+    /// sizes always come from the encoder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<Architecture>,
+}
+
+/// The UNet's shape in a training config (presets in `calibration/generator/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Architecture {
+    pub unshuffle: usize,
+    pub channels: Vec<usize>,
+    pub blocks: usize,
+    pub attention: bool,
+    pub groups: usize,
+    pub embed_dim: usize,
+}
+
+impl GeneratorTrainConfig {
+    /// The generator this config trains for `conditioner`'s features.
+    pub fn generator_for(&self, conditioner: &Conditioner) -> GeneratorConfig {
+        let base = conditioner.config_for(self.image_size);
+        match &self.architecture {
+            None => base,
+            Some(a) => GeneratorConfig {
+                unshuffle: a.unshuffle,
+                channels: a.channels.clone(),
+                blocks: a.blocks,
+                attention: a.attention,
+                groups: a.groups,
+                embed_dim: a.embed_dim,
+                ..base
+            },
+        }
+    }
 }
 
 impl Default for GeneratorTrainConfig {
@@ -100,6 +136,7 @@ impl Default for GeneratorTrainConfig {
             mix_max: 1.0,
             checkpoint_every: 50,
             image_size: 64,
+            architecture: None,
         }
     }
 }
@@ -187,6 +224,10 @@ struct State {
 
 pub struct GeneratorJob {
     pub encoder: PathBuf,
+    /// Train on this folder tree of images instead of the simulator's.
+    pub images: Option<PathBuf>,
+    /// The share of `images` kept out of training, for evaluation.
+    pub heldout_fraction: f64,
     pub config: GeneratorTrainConfig,
     /// A trained generator to start from instead of the seed's weights.
     pub init: Option<PathBuf>,
@@ -225,9 +266,25 @@ pub fn train_generator_parallel(
     cluster: &Cluster,
 ) -> Result<Option<GeneratorSummary>, GeneratorError> {
     tracing::info!("training the generator on {cluster}");
+    // Once per process, before the peers start: they share the folder's cached features.
+    let folder = match &job.images {
+        Some(dir) => {
+            let layers = Conditioner::load(&job.encoder)?.layers;
+            Some(ImageFolder::prepare(
+                dir,
+                &job.encoder,
+                layers,
+                &job.out,
+                job.heldout_fraction,
+                job.progress,
+            )?)
+        }
+        None => None,
+    };
+    let folder = folder.as_ref();
     let mut results = run_peers(cluster, |peer| {
         crate::with_train_backend!(peer.device, |B, dev| train_generator_on::<B>(
-            job, &dev, peer
+            job, folder, &dev, peer
         ))
     })?;
     Ok(if cluster.is_lead_process() {
@@ -239,6 +296,7 @@ pub fn train_generator_parallel(
 
 fn train_generator_on<B: AutodiffBackend>(
     job: &GeneratorJob,
+    folder: Option<&ImageFolder>,
     device: &B::Device,
     peer: &Peer,
 ) -> Result<GeneratorSummary, GeneratorError> {
@@ -255,13 +313,22 @@ fn train_generator_on<B: AutodiffBackend>(
         )));
     }
     let conditioner = Conditioner::load(&job.encoder)?;
-    let stats = FeatureStats::reference(&conditioner)?;
+    let stats = match folder {
+        Some(f) => f.stats(),
+        None => FeatureStats::reference(&conditioner)?,
+    };
     let info = GeneratorInfo {
-        generator: conditioner.config_for(config.image_size),
+        generator: config.generator_for(&conditioner),
         encoder: job.encoder.display().to_string(),
         detail_layers: conditioner.layers,
         train: serde_json::to_value(config).map_err(|e| GeneratorError::Invalid(e.to_string()))?,
         init: job.init.as_ref().map(|p| p.display().to_string()),
+        images: folder.map(|f| ImageSource {
+            folder: f.root.display().to_string(),
+            images: f.len(),
+            heldout: f.heldout.len(),
+            heldout_fraction: job.heldout_fraction,
+        }),
     };
     // Drawn (or loaded) on the CPU so that every device starts from the same weights.
     let on_cpu = match &job.init {
@@ -359,17 +426,29 @@ fn train_generator_on<B: AutodiffBackend>(
         let mut rng = ChaCha8Rng::seed_from_u64(
             config.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ step as u64,
         );
-        let stimuli = training_stimuli(config.seed.wrapping_add(1_000_003), step, config.batch);
         // Conditions, times and noise are drawn for the whole batch, then this peer takes its
         // rows: every row gets the same draws however the batch is split.
-        let cond = augment(condition(&conditioner, &stimuli)?, &stats, config, &mut rng);
         let mine = peer.rows(config.batch);
         let rows = mine.start..mine.end;
+        let (cond, x0) = match folder {
+            Some(f) => {
+                let batch_rows = f.batch_rows(config.seed, step, config.batch);
+                let x0 =
+                    f.image_tensor::<B>(&batch_rows[rows.clone()], config.image_size, device)?;
+                (f.condition(&batch_rows), x0)
+            }
+            None => {
+                let stimuli =
+                    training_stimuli(config.seed.wrapping_add(1_000_003), step, config.batch);
+                let x0 = image_tensor::<B>(&stimuli[rows.clone()], config.image_size, device);
+                (condition(&conditioner, &stimuli)?, x0)
+            }
+        };
+        let cond = augment(cond, &stats, config, &mut rng);
         let cond = Condition {
             tokens: to_device::<B, 3>(cond.tokens.slice([rows.clone()]), device),
             semantic: to_device::<B, 2>(cond.semantic.slice([rows.clone()]), device),
         };
-        let x0 = image_tensor::<B>(&stimuli[rows.clone()], config.image_size, device);
         let times: Vec<f64> = (0..config.batch).map(|_| rng.random::<f64>()).collect();
         let times = &times[rows.clone()];
         let (a, s) = scales::<B>(times, device);

@@ -13,12 +13,13 @@ use serde::Serialize;
 use super::degrade::{degrade, Degradation, FeatureStats};
 use super::encoder::heldout_stimuli;
 use super::generator::{image_tensor, GeneratorError};
+use super::image_folder::ImageFolder;
 use crate::metrics::{
     bootstrap, grain, greyscale, pixcorr, ssim, two_way_identification, Estimate,
 };
 use crate::model::conditioner::{embed_images, Conditioner};
 use crate::model::generator::schedule::{sample, SamplerSettings};
-use crate::model::generator::UNet;
+use crate::model::generator::{Condition, UNet};
 use crate::sim::stimuli::Stimulus;
 
 #[derive(Debug, Clone, Serialize)]
@@ -117,32 +118,94 @@ fn score(
     })
 }
 
-/// Redraws `n` held-out images from their true features with `few` and `many` steps.
+/// The images an evaluation redraws: each true image (RGB, 0..1, interleaved) and its true
+/// features, in chunks of at most `EVAL_CHUNK`, with the feature statistics to degrade them by.
+pub struct EvalImages {
+    pub truth: Vec<Vec<f32>>,
+    pub conditions: Vec<Condition<Flex>>,
+    pub stats: FeatureStats,
+}
+
+const EVAL_CHUNK: usize = 25;
+
+impl EvalImages {
+    /// `n` held-out simulator images (a stream no training step draws from).
+    pub fn simulator(
+        conditioner: &Conditioner,
+        image_size: usize,
+        n: usize,
+    ) -> Result<EvalImages, GeneratorError> {
+        let stimuli: Vec<Stimulus> = heldout_stimuli(4242, n);
+        let conditions = stimuli
+            .chunks(EVAL_CHUNK)
+            .map(|chunk| super::generator::condition(conditioner, chunk))
+            .collect::<Result<_, _>>()?;
+        Ok(EvalImages {
+            truth: to_rgb(image_tensor::<Flex>(&stimuli, image_size, &FlexDevice)),
+            conditions,
+            stats: FeatureStats::reference(conditioner)?,
+        })
+    }
+
+    /// Images `rows` of a folder (the first `n`), with their cached features.
+    pub fn folder(
+        folder: &ImageFolder,
+        rows: &[usize],
+        image_size: usize,
+        n: usize,
+    ) -> Result<EvalImages, GeneratorError> {
+        let rows = &rows[..n.min(rows.len())];
+        let mut truth = Vec::with_capacity(rows.len());
+        for &r in rows {
+            let planes = folder.pixels(r, image_size)?;
+            let area = image_size * image_size;
+            truth.push(
+                (0..area)
+                    .flat_map(|p| (0..3).map(move |c| (p, c)))
+                    .map(|(p, c)| planes[c * area + p])
+                    .collect(),
+            );
+        }
+        Ok(EvalImages {
+            truth,
+            conditions: rows
+                .chunks(EVAL_CHUNK)
+                .map(|chunk| folder.condition(chunk))
+                .collect(),
+            stats: folder.stats(),
+        })
+    }
+}
+
+/// Redraws the images from their true features with `few` and `many` steps.
 pub fn evaluate_generator(
     model: &UNet<Flex>,
     conditioner: &Conditioner,
+    images: &EvalImages,
     image_size: usize,
-    n: usize,
     few: usize,
     many: usize,
     guidance: f64,
 ) -> Result<GeneratorEval, GeneratorError> {
-    let stimuli: Vec<Stimulus> = heldout_stimuli(4242, n);
-    let truth = to_rgb(image_tensor::<Flex>(&stimuli, image_size, &FlexDevice));
-    let true_embeddings = embed_images(conditioner, &truth, image_size)?;
-    let stats = FeatureStats::reference(conditioner)?;
+    let truth = &images.truth;
+    let n = truth.len();
+    if n == 0 {
+        return Err(GeneratorError::Invalid("no images to evaluate on".into()));
+    }
+    let true_embeddings = embed_images(conditioner, truth, image_size)?;
+    let stats = &images.stats;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let mut generated = [Vec::new(), Vec::new(), Vec::new()];
-    for chunk in stimuli.chunks(25) {
-        let cond = super::generator::condition(conditioner, chunk)?;
+    for cond in &images.conditions {
+        let rows = cond.semantic.dims()[0];
         let degraded = degrade(
             cond.clone(),
-            &stats,
-            &vec![BRAIN_LIKE_DETAIL; chunk.len()],
-            &vec![BRAIN_LIKE_SEMANTIC; chunk.len()],
+            stats,
+            &vec![BRAIN_LIKE_DETAIL; rows],
+            &vec![BRAIN_LIKE_SEMANTIC; rows],
             &mut rng,
         );
-        for (k, steps, cond) in [(0, few, &cond), (1, many, &cond), (2, few, &degraded)] {
+        for (k, steps, cond) in [(0, few, cond), (1, many, cond), (2, few, &degraded)] {
             let settings = SamplerSettings {
                 steps,
                 guidance,

@@ -12,6 +12,7 @@ pub mod encoder_eval;
 pub mod evaluate;
 pub mod generator;
 pub mod generator_eval;
+pub mod image_folder;
 pub mod parallel;
 pub mod probe;
 pub mod projector_train;

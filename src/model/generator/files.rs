@@ -37,6 +37,18 @@ pub struct GeneratorInfo {
     /// The generator whose weights training started from (fine-tuning), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<String>,
+    /// The image folder it was trained on (none: the simulator's images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<ImageSource>,
+}
+
+/// Where `train-generator --images` took its images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageSource {
+    pub folder: String,
+    pub images: usize,
+    pub heldout: usize,
+    pub heldout_fraction: f64,
 }
 
 pub fn save_generator<B: Backend>(
