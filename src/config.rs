@@ -75,7 +75,8 @@ pub struct DecodeConfig {
     /// A calibration folder (`brainmclip calibrate`); without one, samples are not decoded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calibration: Option<PathBuf>,
-    /// A generator folder (`brainmclip train-generator`); without one, no images are drawn.
+    /// A generator folder (`brainmclip train-generator`) or a diffusers unCLIP image-variation
+    /// folder (Karlo: `model_index.json`); without one, no images are drawn.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generator: Option<PathBuf>,
     /// Denoising steps per image.

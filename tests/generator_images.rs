@@ -273,3 +273,39 @@ fn bad_image_folders_are_refused_with_the_file_named() {
         "{err}"
     );
 }
+
+#[test]
+fn the_real_size_presets_parse_into_the_documented_generators() {
+    use brainmclip::model::generator::GeneratorConfig;
+    let read = |name: &str| -> GeneratorTrainConfig {
+        let path = root().join("calibration/generator").join(name);
+        toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    };
+    let at_256 = read("vitl14-256.toml");
+    let real = GeneratorConfig::real_size();
+    let arch = at_256.architecture.clone().unwrap();
+    assert_eq!(at_256.image_size, real.image_size);
+    assert_eq!(
+        (
+            arch.unshuffle,
+            &arch.channels,
+            arch.blocks,
+            arch.attention,
+            arch.groups,
+            arch.embed_dim
+        ),
+        (
+            real.unshuffle,
+            &real.channels,
+            real.blocks,
+            real.attention,
+            real.groups,
+            real.embed_dim
+        )
+    );
+    let at_128 = read("vitl14-128.toml");
+    assert_eq!(at_128.image_size, 128);
+    // Every level halves the side: 128 px unshuffled by 2 over four levels ends at 8x8.
+    let a = at_128.architecture.unwrap();
+    assert_eq!((128 / a.unshuffle) >> (a.channels.len() - 1), 8);
+}

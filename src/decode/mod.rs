@@ -12,5 +12,5 @@ pub mod stage;
 pub use decoder::{
     image_target, text_target, DecodeError, DecodedTrial, Decoder, Match, RETRIEVED,
 };
-pub use generate::{Generation, Reconstruction};
+pub use generate::{Generation, Predicted, Reconstruction};
 pub use stage::{DecodeEvent, DecodeSetup, DecodeStage};

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::decoder::{image_target, text_target, DecodeError, DecodedTrial, Decoder};
-use super::generate::{Generation, Reconstruction};
+use super::generate::{Generation, Predicted, Reconstruction};
 use super::retrieval::Gallery;
 use crate::clock::now_ns;
 use crate::config::SessionConfig;
@@ -144,14 +144,20 @@ impl DecodeStage {
     pub fn start(setup: DecodeSetup, out: Sender<DecodeEvent>) -> Result<DecodeStage, DecodeError> {
         let generation = match &setup.generator {
             Some(dir) => {
-                let p = &setup.decoder.calibration().info.projector;
+                let calibration = setup.decoder.calibration();
+                let p = &calibration.info.projector;
+                let n = &calibration.norm;
+                let predicted = Predicted {
+                    tokens: p.detail_tokens,
+                    width: p.detail_width,
+                    dim: p.semantic_dim,
+                    embedding_norm: Some(Predicted::rms_norm(&n.embedding_mean, &n.embedding_std)),
+                };
                 let drawn = out.clone();
                 Some(Generation::start_into(
                     dir,
                     &setup.config,
-                    p.detail_tokens,
-                    p.detail_width,
-                    p.semantic_dim,
+                    predicted,
                     move |r| drawn.send(DecodeEvent::Generated(r)).is_ok(),
                 )?)
             }

@@ -1,6 +1,7 @@
 //! Models: CLIP (both towers, Hugging Face weights in and out), the conditioner (an encoder's
 //! features for the generator), the BrainMCLIP projector, the generator and its files, the
-//! losses that train them, device choice. Nothing here imports `train/` or `sim/`.
+//! losses that train them, device choice, and diffusers' Karlo unCLIP decoder (`unclip/`).
+//! Nothing here imports `train/` or `sim/`.
 
 pub mod calibration;
 pub mod clip;
@@ -15,6 +16,7 @@ pub mod projector;
 pub mod save;
 pub mod targets;
 pub mod tokenizer;
+pub mod unclip;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;

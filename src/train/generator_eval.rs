@@ -224,7 +224,7 @@ pub fn evaluate_generator(
     let few_report = score(
         conditioner,
         &generated[0],
-        &truth,
+        truth,
         &true_embeddings,
         image_size,
         few,
@@ -232,7 +232,7 @@ pub fn evaluate_generator(
     let many_report = score(
         conditioner,
         &generated[1],
-        &truth,
+        truth,
         &true_embeddings,
         image_size,
         many,
@@ -240,7 +240,7 @@ pub fn evaluate_generator(
     let degraded_report = score(
         conditioner,
         &generated[2],
-        &truth,
+        truth,
         &true_embeddings,
         image_size,
         few,
@@ -264,7 +264,7 @@ pub fn evaluate_generator(
         many: many_report,
         few_vs_many_pixcorr: agree_pc,
         few_vs_many_ssim: agree_ss,
-        true_grain: mean_grain(&truth, image_size),
+        true_grain: mean_grain(truth, image_size),
         degradation: (BRAIN_LIKE_DETAIL, BRAIN_LIKE_SEMANTIC),
         degraded: degraded_report,
     })
