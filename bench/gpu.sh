@@ -13,12 +13,14 @@
 #      projector (same shapes and parameter counts, random weights), strict f32 and then TF32,
 #      beside step 4's figures. Needs `import torch` to work on the device machine (it has no
 #      internet); without it, that is written to torch.txt and the script goes on.
-# BIN_DIR holds `brainmclip` (target/release/brainmclip) and the bench executables `decoders`
-# and `real_size` (target/release/deps/decoders-<hash> and real_size-<hash> from
+#   6. `unclip` bench with --device cuda: Karlo's decoder and super-resolution UNets at their
+#      real size, one pass each, and one image at decode.steps 4 (bench/unclip.rs).
+# BIN_DIR holds `brainmclip` (target/release/brainmclip) and the bench executables `decoders`,
+# `real_size` and `unclip` (target/release/deps/decoders-<hash>, real_size-<hash> and unclip-<hash> from
 # `cargo bench --features cuda --no-run`, copied under those names). Run from the repository
 # root (calibrate reads assets/demo-encoder).
 # Usage: bench/gpu.sh BIN_DIR OUT_DIR
-#   (GPU_STEPS="decoders real_size torch calibrate generator" picks parts; that is the default)
+#   (GPU_STEPS="decoders real_size unclip torch calibrate generator" picks parts; that is the default)
 set -uo pipefail
 bin=$(cd "$1" && pwd)
 out=$2
@@ -34,7 +36,7 @@ done
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$out/gpu.txt" 2>&1
 nproc >>"$out/gpu.txt"
 step() { echo "== $1 ($(date +%T))"; }
-wanted() { [[ " ${GPU_STEPS:-decoders real_size torch calibrate generator} " == *" $1 "* ]]; }
+wanted() { [[ " ${GPU_STEPS:-decoders real_size unclip torch calibrate generator} " == *" $1 "* ]]; }
 here=$(cd "$(dirname "$0")" && pwd)
 
 if wanted decoders; then
@@ -48,6 +50,12 @@ step real_size
 # `--bench` is what cargo passes; without it the binary only prints that the smoke run is skipped.
 timeout 180 "$bin/real_size" --bench --device cuda >"$out/real_size.txt" 2>&1
 echo "rc $?" >>"$out/real_size.txt"
+fi
+
+if wanted unclip; then
+step unclip
+timeout 240 "$bin/unclip" --bench --device cuda >"$out/unclip.txt" 2>&1
+echo "rc $?" >>"$out/unclip.txt"
 fi
 
 if wanted torch; then
