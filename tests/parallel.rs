@@ -301,6 +301,25 @@ fn train_generator_on_two_cpu_peers_equals_one_peer_and_refuses_machines_it_cann
     succeeded(&out, "two peers");
     same_generator(&start, &single, &split);
 
+    // The same from a folder of photographs (`--images`): their features cached once per run,
+    // every peer drawing its rows of the same batch.
+    let photos = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/photos/images");
+    let images = ["--images".to_string(), photos.display().to_string()];
+    let (single, split) = (d.join("single-photos"), d.join("split-photos"));
+    let out = train_generator(&encoder, &config, &single, &images)
+        .output()
+        .unwrap();
+    let said = succeeded(&out, "one peer, photographs");
+    assert!(
+        said.contains("evaluating on 1 images (held-out images of the folder)"),
+        "{said}"
+    );
+    let out = train_generator(&encoder, &config, &split, &[&images[..], &two[..]].concat())
+        .output()
+        .unwrap();
+    succeeded(&out, "two peers, photographs");
+    same_generator(&start, &single, &split);
+
     // A batch that cannot give every peer a row is refused up front, naming both numbers.
     let three = [
         "--devices".to_string(),
