@@ -80,6 +80,9 @@ enum Command {
     Calibrate(cli::calibrate::CalibrateArgs),
     /// Score calibrations on their held-out test trials, side by side.
     Eval(cli::calibrate::EvalArgs),
+    /// Single-trial betas (% signal change) from a subject's BIDS runs: a least-squares GLM
+    /// per run, one volume per trial, for calibrating from offline responses.
+    Betas(cli::betas::BetasArgs),
     /// Serve burn-collective's orchestrator for a training run across several machines.
     Orchestrator(cli::cluster::OrchestratorArgs),
     /// The live daemon: watch the export directory named in the session file.
@@ -135,6 +138,7 @@ fn main() -> Result<()> {
         Command::TrainGenerator(args) => cli::train_generator::train_generator_cmd(args)?,
         Command::Calibrate(args) => cli::calibrate::calibrate_cmd(args)?,
         Command::Eval(args) => cli::calibrate::eval_cmd(args)?,
+        Command::Betas(args) => cli::betas::betas_cmd(args)?,
         Command::Orchestrator(args) => cli::cluster::orchestrator_cmd(args)?,
         Command::Report { dir, number } => {
             let path = brainmclip::report::write_report(&dir, number)?;

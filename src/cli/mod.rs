@@ -1,6 +1,7 @@
 //! Subcommand handlers: each turns its arguments into a config and calls the library, one file
 //! per family of jobs.
 
+pub mod betas;
 pub mod calibrate;
 pub mod cluster;
 pub mod demo;

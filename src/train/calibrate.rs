@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::trial_betas::collect_betas;
+pub use super::trial_betas::BetasInput;
 use crate::config::SessionConfig;
 use crate::features::{compute_features, read_features, FeatureJob, FeatureSet};
 use crate::model::loss::LossWeights;
@@ -126,6 +128,9 @@ pub struct CalibrateConfig {
     pub train: TrainSettings,
     /// Where the projector trains: auto (a CUDA GPU when usable), cpu or cuda.
     pub device: crate::model::device::DeviceChoice,
+    /// Per-trial responses estimated offline, used instead of the BIDS runs (which then need
+    /// not exist; `stimuli/` and `anat/` are still read from `bids`).
+    pub betas: Option<BetasInput>,
 }
 
 impl Default for CalibrateConfig {
@@ -144,6 +149,7 @@ impl Default for CalibrateConfig {
             loss: LossWeights::default(),
             train: TrainSettings::default(),
             device: Default::default(),
+            betas: None,
         }
     }
 }
@@ -161,6 +167,13 @@ impl CalibrateConfig {
         }
         if let Some(s) = config.session.as_mut().filter(|s| s.is_relative()) {
             *s = base.join(&*s);
+        }
+        if let Some(b) = config.betas.as_mut() {
+            for p in [&mut b.file, &mut b.trials] {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
         }
         Ok(config)
     }
@@ -229,16 +242,97 @@ pub struct Responses {
     pub runs: Vec<PathBuf>,
 }
 
+/// Sorts trials as they come: training trials kept one by one, test trials summed per stimulus
+/// and averaged over their repeats at the end, as NSD evaluations do.
+pub(crate) struct ResponseSorter {
+    train_type: String,
+    test_type: String,
+    train: Vec<Response>,
+    test: BTreeMap<String, Response>,
+}
+
+impl ResponseSorter {
+    pub(crate) fn new(config: &CalibrateConfig) -> ResponseSorter {
+        ResponseSorter {
+            train_type: config.train_trial_type.clone(),
+            test_type: config.test_trial_type.clone(),
+            train: Vec::new(),
+            test: BTreeMap::new(),
+        }
+    }
+
+    /// One trial; a trial of neither type is left out.
+    pub(crate) fn push(
+        &mut self,
+        stimulus: String,
+        trial_type: &str,
+        detail: &[f32],
+        semantic: &[f32],
+    ) {
+        if trial_type == self.train_type {
+            self.train.push(Response {
+                stimulus,
+                detail: detail.to_vec(),
+                semantic: semantic.to_vec(),
+                repeats: 1,
+            });
+        } else if trial_type == self.test_type {
+            let entry = self
+                .test
+                .entry(stimulus.clone())
+                .or_insert_with(|| Response {
+                    stimulus,
+                    detail: vec![0.0; detail.len()],
+                    semantic: vec![0.0; semantic.len()],
+                    repeats: 0,
+                });
+            entry
+                .detail
+                .iter_mut()
+                .zip(detail)
+                .for_each(|(a, b)| *a += b);
+            entry
+                .semantic
+                .iter_mut()
+                .zip(semantic)
+                .for_each(|(a, b)| *a += b);
+            entry.repeats += 1;
+        }
+    }
+
+    pub(crate) fn finish(self, runs: Vec<PathBuf>) -> Responses {
+        let test = self
+            .test
+            .into_values()
+            .map(|mut r| {
+                let k = r.repeats.max(1) as f32;
+                r.detail.iter_mut().for_each(|v| *v /= k);
+                r.semantic.iter_mut().for_each(|v| *v /= k);
+                r
+            })
+            .collect();
+        Responses {
+            train: self.train,
+            test,
+            runs,
+        }
+    }
+}
+
 /// The stimulus id of a BIDS `stim_file` (its file stem).
-fn stimulus_id(stim_file: &str) -> String {
+pub(crate) fn stimulus_id(stim_file: &str) -> String {
     Path::new(stim_file)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| stim_file.to_string())
 }
 
-/// Every run of the subject through the live preprocessing, trials sorted into train and test.
+/// Every run of the subject through the live preprocessing (or the `[betas]` file), trials
+/// sorted into train and test.
 pub fn collect_responses(config: &CalibrateConfig) -> Result<Responses, CalibrateError> {
+    if let Some(betas) = &config.betas {
+        return collect_betas(config, betas);
+    }
     let func = config.subject_dir().join("func");
     let mut runs: Vec<PathBuf> = std::fs::read_dir(&func)
         .map_err(|e| file_err(&func, e))?
@@ -253,8 +347,7 @@ pub fn collect_responses(config: &CalibrateConfig) -> Result<Responses, Calibrat
         return Err(file_err(&func, "no *_bold.nii(.gz) runs"));
     }
     let base = config.session_config()?;
-    let mut train = Vec::new();
-    let mut test: BTreeMap<String, Response> = BTreeMap::new();
+    let mut sorter = ResponseSorter::new(config);
     for run in &runs {
         let name = run.to_string_lossy();
         let stem = name
@@ -278,33 +371,12 @@ pub fn collect_responses(config: &CalibrateConfig) -> Result<Responses, Calibrat
                     let Some(stim) = s.trial.stimulus.as_deref() else {
                         continue;
                     };
-                    let id = stimulus_id(stim);
-                    if s.trial.trial_type == config.train_trial_type {
-                        train.push(Response {
-                            stimulus: id,
-                            detail: s.detail,
-                            semantic: s.semantic,
-                            repeats: 1,
-                        });
-                    } else if s.trial.trial_type == config.test_trial_type {
-                        let entry = test.entry(id.clone()).or_insert_with(|| Response {
-                            stimulus: id,
-                            detail: vec![0.0; s.detail.len()],
-                            semantic: vec![0.0; s.semantic.len()],
-                            repeats: 0,
-                        });
-                        entry
-                            .detail
-                            .iter_mut()
-                            .zip(&s.detail)
-                            .for_each(|(a, b)| *a += b);
-                        entry
-                            .semantic
-                            .iter_mut()
-                            .zip(&s.semantic)
-                            .for_each(|(a, b)| *a += b);
-                        entry.repeats += 1;
-                    }
+                    sorter.push(
+                        stimulus_id(stim),
+                        &s.trial.trial_type,
+                        &s.detail,
+                        &s.semantic,
+                    );
                 }
                 PreprocessEvent::Error(message) => {
                     return Err(file_err(run, format!("preprocessing failed: {message}")))
@@ -314,16 +386,7 @@ pub fn collect_responses(config: &CalibrateConfig) -> Result<Responses, Calibrat
             }
         }
     }
-    let test = test
-        .into_values()
-        .map(|mut r| {
-            let k = r.repeats.max(1) as f32;
-            r.detail.iter_mut().for_each(|v| *v /= k);
-            r.semantic.iter_mut().for_each(|v| *v /= k);
-            r
-        })
-        .collect();
-    Ok(Responses { train, test, runs })
+    Ok(sorter.finish(runs))
 }
 
 /// The CLIP targets of every stimulus image, computed once into `out/features-<layers>.safetensors`.

@@ -27,6 +27,9 @@ use crate::model::projector::ProjectorConfig;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CalibrationReport {
+    /// Where the responses came from: the BIDS runs through the live preprocessing, or a
+    /// betas file estimated offline.
+    pub responses: String,
     pub targets: String,
     pub detail_layers: (usize, usize),
     pub train_trials: usize,
@@ -217,6 +220,13 @@ pub fn run_calibration_on(
         &positions,
     )?;
     let report = CalibrationReport {
+        responses: match &config.betas {
+            Some(b) => format!("betas {}", b.file.display()),
+            None => format!(
+                "{} BIDS runs through the live preprocessing",
+                responses.runs.len()
+            ),
+        },
         device: cluster.to_string(),
         targets: info.targets.clone(),
         detail_layers: layers,
