@@ -9,11 +9,15 @@ use burn::backend::flex::FlexDevice;
 use burn::backend::Flex;
 
 use brainmclip::model::calibration::Calibration;
+use brainmclip::train::across::summarise;
 use brainmclip::train::calibrate::{
     collect_responses, stimulus_features, CalibrateConfig, TargetMode,
 };
-use brainmclip::train::calibrate_run::run_calibration_on;
-use brainmclip::train::evaluate::{evaluate_decoding, single_object_positions, DecodingReport};
+use brainmclip::train::calibrate_run::{run_calibration_on, validation_split};
+use brainmclip::train::evaluate::{
+    evaluate_decoding, score_decodings, single_object_positions, DecodingReport,
+};
+use brainmclip::train::ridge_baseline::ridge_decodings;
 
 #[derive(clap::Args)]
 pub struct CalibrateArgs {
@@ -104,7 +108,20 @@ pub fn calibrate_cmd(args: CalibrateArgs) -> Result<()> {
         report.device,
         report.seconds
     );
-    print_decoding("test", &report.test);
+    if report.selection.len() > 1 {
+        println!("chosen on the validation split (never the test trials):");
+        for c in &report.selection {
+            let mark = if c.chosen { "*" } else { " " };
+            println!(
+                " {mark} {:<48} validation {:.4} (semantic 2-way {}, pooled detail 2-way {})",
+                c.name,
+                c.validation_score,
+                c.validation.semantic_identification,
+                c.validation.detail_identification
+            );
+        }
+    }
+    print_decoding(&format!("test ({})", report.chosen), &report.test);
     println!("wrote {}", config.out.display());
     Ok(())
 }
@@ -114,6 +131,11 @@ pub struct EvalArgs {
     /// Calibration files to score (repeat for side by side), each with its `out` folder.
     #[arg(long, required = true)]
     config: Vec<PathBuf>,
+    /// Also fit and score the ridge baseline (a linear map from the same voxels to the same
+    /// targets, as Brain-Diffuser does) on each calibration's training split, its penalties
+    /// chosen on the validation split.
+    #[arg(long)]
+    ridge: bool,
     /// Write the reports here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -121,6 +143,7 @@ pub struct EvalArgs {
 
 pub fn eval_cmd(args: EvalArgs) -> Result<()> {
     let mut all = Vec::new();
+    let mut rows = Vec::new();
     for path in &args.config {
         let config = CalibrateConfig::load(path)?;
         let calibration = Calibration::<Flex>::load(&config.out, &FlexDevice)
@@ -137,18 +160,57 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
             &features,
             &positions,
         )?;
-        let name = format!(
-            "{} ({}, layers {}-{})",
-            config.out.display(),
-            calibration.info.targets,
-            layers.0,
-            layers.1
+        let method = format!(
+            "projector, {} targets (layers {}-{})",
+            calibration.info.targets, layers.0, layers.1
         );
-        print_decoding(&name, &report);
-        all.push(serde_json::json!({"calibration": config.out, "targets": calibration.info.targets, "report": report}));
+        print_decoding(&format!("{} [{method}]", config.out.display()), &report);
+        all.push(serde_json::json!({"calibration": config.out, "subject": config.subject, "method": method, "targets": calibration.info.targets, "report": report}));
+        rows.push((method, report));
+        if args.ridge {
+            let started = std::time::Instant::now();
+            let (val_rows, fit_rows) = validation_split(responses.train.len(), &config.train);
+            let pick = |idx: &[usize]| -> Vec<_> {
+                idx.iter().map(|&i| responses.train[i].clone()).collect()
+            };
+            let (fit, validation) = (pick(&fit_rows), pick(&val_rows));
+            let (decoded, choice) =
+                ridge_decodings(&calibration, &fit, &validation, &responses.test, &features)?;
+            let fit_ids: Vec<String> = fit.iter().map(|r| r.stimulus.clone()).collect();
+            let report =
+                score_decodings(&decoded, &responses.test, &fit_ids, &features, &positions)?;
+            let method = format!("ridge, {} targets", calibration.info.targets);
+            print_decoding(&format!("{} [{method}]", config.out.display()), &report);
+            println!(
+                "  ridge penalties (x mean eigenvalue) chosen on validation: detail {} (R² {:.3}), semantic {} (R² {:.3}); {:.1} s",
+                choice.detail.relative_penalty,
+                choice.detail.validation_r2,
+                choice.semantic.relative_penalty,
+                choice.semantic.validation_r2,
+                started.elapsed().as_secs_f64()
+            );
+            all.push(serde_json::json!({"calibration": config.out, "subject": config.subject, "method": method, "targets": calibration.info.targets, "ridge": choice, "report": report}));
+            rows.push((method, report));
+        }
+    }
+    let summary = summarise(&rows);
+    if args.config.len() > 1 {
+        println!("across subjects (mean ± SD):");
+        for s in &summary {
+            println!(
+                "  {:<44} n={} | semantic 2-way {} | pooled detail 2-way {} | top-1 {} | layout r {}",
+                s.method,
+                s.subjects,
+                s.semantic_identification,
+                s.detail_identification,
+                s.semantic_top1,
+                s.layout_probe_r
+            );
+        }
     }
     if let Some(path) = args.json {
-        brainmclip::atomic::write_atomic(&path, serde_json::to_string_pretty(&all)?.as_bytes())
+        let json = serde_json::json!({"calibrations": all, "across_subjects": summary});
+        brainmclip::atomic::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())
             .with_context(|| format!("{}: cannot write", path.display()))?;
     }
     Ok(())

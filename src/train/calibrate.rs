@@ -131,6 +131,8 @@ pub struct CalibrateConfig {
     /// Per-trial responses estimated offline, used instead of the BIDS runs (which then need
     /// not exist; `stimuli/` and `anat/` are still read from `bids`).
     pub betas: Option<BetasInput>,
+    /// Settings to choose among on the validation split (`select.rs`); empty: none.
+    pub select: super::select::SelectionGrid,
 }
 
 impl Default for CalibrateConfig {
@@ -150,6 +152,7 @@ impl Default for CalibrateConfig {
             train: TrainSettings::default(),
             device: Default::default(),
             betas: None,
+            select: Default::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ use super::calibrate::{
 use super::evaluate::{evaluate_decoding, single_object_positions, DecodingReport};
 use super::parallel::{run_peers, Cluster};
 use super::projector_train::{train_projector, DataShape, Dataset, EpochLog, TrainReport};
+use super::select::{self, CandidateReport};
 use crate::chart::{plot_lines, Chart, Series};
 use crate::features::FeatureSet;
 use crate::model::calibration::{
@@ -36,6 +37,10 @@ pub struct CalibrationReport {
     pub validation_trials: usize,
     pub test_images: usize,
     pub parameters: Vec<(String, usize)>,
+    /// The setting kept (`base` without a `[select]` grid) and what the validation split said
+    /// of every one tried; the test trials were scored for the kept one only.
+    pub chosen: String,
+    pub selection: Vec<CandidateReport>,
     pub training: TrainReport,
     /// Where the projector was trained.
     pub device: String,
@@ -128,6 +133,41 @@ fn fit_normalisation(
     })
 }
 
+/// The training trials' rows held out for validation and those trained on, as `calibrate`
+/// splits them (`eval --ridge` splits the same way from the same settings).
+pub fn validation_split(
+    trials: usize,
+    settings: &super::calibrate::TrainSettings,
+) -> (Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..trials).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(settings.seed));
+    let n_val = ((trials as f64 * settings.validation_fraction).round() as usize)
+        .clamp(2, trials.saturating_sub(2).max(2));
+    let train = order.split_off(n_val.min(order.len()));
+    (order, train)
+}
+
+/// What `projector.json` says of a calibration trained with `config`.
+fn calibration_info(
+    config: &CalibrateConfig,
+    projector: ProjectorConfig,
+    layers: (usize, usize),
+) -> Result<CalibrationInfo, CalibrateError> {
+    Ok(CalibrationInfo {
+        projector,
+        targets: serde_json::to_value(config.targets)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        detail_layers: layers,
+        encoder: config.encoder.display().to_string(),
+        subject: config.subject.clone(),
+        preprocess: Some(crate::model::calibration::SampleSettings::of(
+            &config.session_config()?.preprocess,
+        )),
+    })
+}
+
 /// Calibrates and evaluates on `config.device`; everything lands in `config.out`.
 pub fn run_calibration(
     config: &CalibrateConfig,
@@ -153,64 +193,102 @@ pub fn run_calibration_on(
     let responses = collect_responses(config)?;
     let norm = fit_normalisation(&responses.train, &features)?;
     let all = dataset(&responses.train, &features, &norm)?;
-    let mut order: Vec<usize> = (0..all.len()).collect();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(config.train.seed));
-    let n_val = ((all.len() as f64 * config.train.validation_fraction).round() as usize)
-        .clamp(2, all.len().saturating_sub(2).max(2));
-    let (val_rows, train_rows) = order.split_at(n_val.min(order.len()));
-    let (train, validation) = (all.subset(train_rows), all.subset(val_rows));
+    let (val_rows, train_rows) = validation_split(all.len(), &config.train);
+    let (train, validation) = (all.subset(&train_rows), all.subset(&val_rows));
     let s = all.shape;
-    let projector = ProjectorConfig {
-        detail_voxels: s.detail_voxels,
-        semantic_voxels: s.semantic_voxels,
-        embed_dim: config.model.embed_dim,
-        blocks: config.model.blocks,
-        dropout: config.model.dropout,
-        detail_tokens: s.tokens,
-        detail_width: s.width,
-        token_rank: config.model.token_rank,
-        semantic_dim: s.dim,
-    };
-    tracing::info!("training the projector on {cluster}");
-    let mut results = run_peers(cluster, |peer| {
-        crate::with_train_backend!(peer.device, |B, dev| train_projector::<B>(
-            config,
-            &projector,
-            &train,
-            &validation,
-            &config.out,
-            progress,
-            &dev,
-            peer,
-        ))
-    })?;
-    let Some((model, training)) = results.swap_remove(0) else {
+    let positions = single_object_positions(&config.bids.join("stimuli"))?;
+    // The validation trials as responses, scored like the test trials (single trials here).
+    let validation_responses: Vec<Response> = val_rows
+        .iter()
+        .map(|&i| responses.train[i].clone())
+        .collect();
+    let fit_ids: Vec<String> = train_rows
+        .iter()
+        .map(|&i| responses.train[i].stimulus.clone())
+        .collect();
+    let candidates = select::candidates(config)?;
+    let mut selection: Vec<CandidateReport> = Vec::new();
+    let mut kept: Option<(Calibration<Flex>, TrainReport, usize)> = None;
+    for candidate in &candidates {
+        let c = &candidate.config;
+        let projector = ProjectorConfig {
+            detail_voxels: s.detail_voxels,
+            semantic_voxels: s.semantic_voxels,
+            embed_dim: c.model.embed_dim,
+            blocks: c.model.blocks,
+            dropout: c.model.dropout,
+            detail_tokens: s.tokens,
+            detail_width: s.width,
+            token_rank: c.model.token_rank,
+            semantic_dim: s.dim,
+        };
+        // With a grid each candidate checkpoints in its own folder, so each resumes alone.
+        let dir = if candidates.len() == 1 {
+            config.out.clone()
+        } else {
+            config.out.join("select").join(&candidate.name)
+        };
+        tracing::info!(
+            "training the projector on {cluster} ({} of {}: {})",
+            selection.len() + 1,
+            candidates.len(),
+            candidate.name
+        );
+        let mut results = run_peers(cluster, |peer| {
+            crate::with_train_backend!(peer.device, |B, dev| train_projector::<B>(
+                c,
+                &projector,
+                &train,
+                &validation,
+                &dir,
+                progress,
+                &dev,
+                peer,
+            ))
+        })?;
+        let Some((model, training)) = results.swap_remove(0) else {
+            continue;
+        };
+        let trained = Calibration {
+            info: calibration_info(c, projector, layers)?,
+            norm: norm.clone(),
+            projector: model,
+            dir,
+        };
+        let (on_validation, _) = evaluate_decoding(
+            &trained,
+            &validation_responses,
+            &fit_ids,
+            &features,
+            &positions,
+        )?;
+        let report = CandidateReport::new(candidate, on_validation, &training);
+        tracing::info!(
+            "{}: validation semantic 2-way {}, pooled detail 2-way {}",
+            candidate.name,
+            report.validation.semantic_identification,
+            report.validation.detail_identification
+        );
+        selection.push(report);
+        if select::best(&selection) == Some(selection.len() - 1) {
+            kept = Some((trained, training, selection.len() - 1));
+        }
+    }
+    let Some((trained, training, chosen)) = kept else {
         tracing::info!("training done; the lead node writes the calibration");
         return Ok(None);
     };
+    selection[chosen].chosen = true;
+    let (model, info) = (trained.projector, trained.info);
     let parameters = model
         .parameter_counts()
         .into_iter()
         .map(|(n, c)| (n.to_string(), c))
         .collect();
-    let info = CalibrationInfo {
-        projector,
-        targets: serde_json::to_value(config.targets)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default(),
-        detail_layers: layers,
-        encoder: config.encoder.display().to_string(),
-        subject: config.subject.clone(),
-        preprocess: Some(crate::model::calibration::SampleSettings::of(
-            &config.session_config()?.preprocess,
-        )),
-    };
     Calibration::<Flex>::save(&config.out, &info, &norm, &model)
         .map_err(|e| file_err(&config.out, e))?;
     let calibration = Calibration::<Flex>::load(&config.out, &Default::default())
         .map_err(|e| file_err(&config.out, e))?;
-    let positions = single_object_positions(&config.bids.join("stimuli"))?;
     let train_ids: Vec<String> = responses.train.iter().map(|r| r.stimulus.clone()).collect();
     let (test, _) = evaluate_decoding(
         &calibration,
@@ -234,6 +312,8 @@ pub fn run_calibration_on(
         validation_trials: validation.len(),
         test_images: responses.test.len(),
         parameters,
+        chosen: selection[chosen].name.clone(),
+        selection,
         training,
         test,
         seconds: started.elapsed().as_secs_f64(),

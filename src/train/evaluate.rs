@@ -86,6 +86,32 @@ pub fn evaluate_decoding(
     features: &FeatureSet,
     positions: &HashMap<String, [f64; 2]>,
 ) -> Result<(DecodingReport, Vec<Decoded>), CalibrateError> {
+    let detail: Vec<f32> = test.iter().flat_map(|r| r.detail.iter().copied()).collect();
+    let semantic: Vec<f32> = test
+        .iter()
+        .flat_map(|r| r.semantic.iter().copied())
+        .collect();
+    let decoded = calibration.decode(&detail, &semantic, &FlexDevice);
+    let report = score_decodings(&decoded, test, train_ids, features, positions)?;
+    Ok((report, decoded))
+}
+
+/// Scores decodings (one per test response, in CLIP units) against the stimuli's true
+/// features, whatever decoder made them.
+pub fn score_decodings(
+    decoded: &[Decoded],
+    test: &[Response],
+    train_ids: &[String],
+    features: &FeatureSet,
+    positions: &HashMap<String, [f64; 2]>,
+) -> Result<DecodingReport, CalibrateError> {
+    if decoded.len() != test.len() {
+        return Err(CalibrateError::Invalid(format!(
+            "{} decodings for {} test responses",
+            decoded.len(),
+            test.len()
+        )));
+    }
     let row_of = features.row_of();
     let rows: Vec<usize> = test
         .iter()
@@ -95,12 +121,6 @@ pub fn evaluate_decoding(
             })
         })
         .collect::<Result<_, _>>()?;
-    let detail: Vec<f32> = test.iter().flat_map(|r| r.detail.iter().copied()).collect();
-    let semantic: Vec<f32> = test
-        .iter()
-        .flat_map(|r| r.semantic.iter().copied())
-        .collect();
-    let decoded = calibration.decode(&detail, &semantic, &FlexDevice);
     let width = features.width;
     let pred_sem: Vec<Vec<f32>> = decoded.iter().map(|d| d.embedding.clone()).collect();
     let true_sem: Vec<Vec<f32>> = rows
@@ -129,7 +149,7 @@ pub fn evaluate_decoding(
         }
     }
     let n_fit = probe_y.len();
-    for (r, d) in test.iter().zip(&decoded) {
+    for (r, d) in test.iter().zip(decoded) {
         if let Some(p) = positions.get(&r.stimulus) {
             probe_rows.extend_from_slice(&d.detail_tokens);
             probe_y.push(*p);
@@ -158,5 +178,5 @@ pub fn evaluate_decoding(
         layout_probe_r,
         layout_probe_images: (n_fit, n_test),
     };
-    Ok((report, decoded))
+    Ok(report)
 }

@@ -1,6 +1,7 @@
 //! Training jobs run by the CLI: the demo world's CLIP (`encoder.rs`, its vocabulary and its
 //! evaluation). Projector calibration and generator training come with their issues.
 
+pub mod across;
 pub mod betas;
 pub mod calibrate;
 pub mod calibrate_run;
@@ -17,6 +18,9 @@ pub mod image_folder;
 pub mod parallel;
 pub mod probe;
 pub mod projector_train;
+pub mod ridge;
+pub mod ridge_baseline;
+pub mod select;
 pub mod trial_betas;
 
 use indicatif::{ProgressBar, ProgressStyle};

@@ -1,0 +1,120 @@
+//! Figures across subjects: the decoding reports of several calibrations grouped by method
+//! (BrainMCLIP's targets, the final-only ablation, the ridge baseline...), each figure as the
+//! mean and sample SD over the subjects. It only summarises; `evaluate.rs` makes the reports.
+
+use serde::Serialize;
+
+use super::evaluate::DecodingReport;
+
+/// Mean and sample standard deviation (n - 1; 0 for one subject) of one figure.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MeanSd {
+    pub mean: f64,
+    pub sd: f64,
+}
+
+impl MeanSd {
+    pub fn of(values: &[f64]) -> MeanSd {
+        let n = values.len().max(1) as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let sd = if values.len() > 1 {
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        MeanSd { mean, sd }
+    }
+}
+
+impl std::fmt::Display for MeanSd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.3} ± {:.3}", self.mean, self.sd)
+    }
+}
+
+/// One method over its subjects.
+#[derive(Debug, Clone, Serialize)]
+pub struct MethodSummary {
+    pub method: String,
+    pub subjects: usize,
+    pub semantic_identification: MeanSd,
+    pub detail_identification: MeanSd,
+    pub semantic_top1: MeanSd,
+    pub layout_probe_r: MeanSd,
+}
+
+/// Groups `(method, report)` rows by method, in order of first appearance.
+pub fn summarise(rows: &[(String, DecodingReport)]) -> Vec<MethodSummary> {
+    let mut methods: Vec<&str> = Vec::new();
+    for (m, _) in rows {
+        if !methods.contains(&m.as_str()) {
+            methods.push(m);
+        }
+    }
+    methods
+        .into_iter()
+        .map(|method| {
+            let reports: Vec<&DecodingReport> = rows
+                .iter()
+                .filter(|(m, _)| m == method)
+                .map(|(_, r)| r)
+                .collect();
+            let figure = |f: &dyn Fn(&DecodingReport) -> f64| {
+                MeanSd::of(&reports.iter().map(|r| f(r)).collect::<Vec<_>>())
+            };
+            MethodSummary {
+                method: method.to_string(),
+                subjects: reports.len(),
+                semantic_identification: figure(&|r| r.semantic_identification.mean),
+                detail_identification: figure(&|r| r.detail_identification.mean),
+                semantic_top1: figure(&|r| r.semantic_top1.mean),
+                layout_probe_r: figure(&|r| r.layout_probe_r),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Estimate;
+
+    fn report(semantic: f64, layout: f64) -> DecodingReport {
+        let e = |mean| Estimate {
+            mean,
+            low: mean,
+            high: mean,
+        };
+        DecodingReport {
+            test_images: 10,
+            semantic_identification: e(semantic),
+            detail_identification: e(0.5),
+            retrieval_candidates: 10,
+            semantic_top1: e(0.1),
+            layout_probe_r: layout,
+            layout_probe_images: (10, 3),
+        }
+    }
+
+    #[test]
+    fn methods_are_summarised_over_their_own_subjects() {
+        let rows = vec![
+            ("projector".to_string(), report(0.9, 0.2)),
+            ("ridge".to_string(), report(0.7, 0.1)),
+            ("projector".to_string(), report(0.8, 0.4)),
+            ("projector".to_string(), report(0.7, 0.3)),
+        ];
+        let s = summarise(&rows);
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].method.as_str(), s[0].subjects), ("projector", 3));
+        assert!((s[0].semantic_identification.mean - 0.8).abs() < 1e-12);
+        // Sample SD of 0.9, 0.8, 0.7 is 0.1.
+        assert!((s[0].semantic_identification.sd - 0.1).abs() < 1e-12);
+        assert!((s[0].layout_probe_r.mean - 0.3).abs() < 1e-12);
+        assert_eq!((s[1].subjects, s[1].semantic_identification.sd), (1, 0.0));
+        assert_eq!(
+            s[1].to_owned().semantic_identification.to_string(),
+            "0.700 ± 0.000"
+        );
+    }
+}
