@@ -10,7 +10,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-fn pearson(a: &[f32], b: &[f32]) -> f64 {
+/// Pearson correlation of two equally long series (0 when either is constant).
+pub fn pearson(a: &[f32], b: &[f32]) -> f64 {
     let n = a.len().min(b.len()).max(1) as f64;
     let ma = a.iter().map(|&v| v as f64).sum::<f64>() / n;
     let mb = b.iter().map(|&v| v as f64).sum::<f64>() / n;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use brainmclip::ingest::RunReader;
+use brainmclip::metrics::pearson;
 use brainmclip::preprocess::masks::Masks;
 use brainmclip::sim::{simulate, SimConfig};
 use brainmclip::train::betas::{estimate_betas, BetasJob};
@@ -38,22 +39,6 @@ fn events_in_order(func: &Path) -> Vec<(String, f64, String, String)> {
         out.extend(rows);
     }
     out
-}
-
-fn correlation(a: &[f32], b: &[f32]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (
-        a.iter().map(|&v| v as f64).sum::<f64>() / n,
-        b.iter().map(|&v| v as f64).sum::<f64>() / n,
-    );
-    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (x as f64 - ma, y as f64 - mb);
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    ab / (aa * bb).sqrt().max(1e-30)
 }
 
 #[test]
@@ -166,9 +151,9 @@ fn within_between(mut by_image: BTreeMap<String, Vec<Vec<f32>>>) -> (f64, f64, (
     let (mut within, mut between) = (Vec::new(), Vec::new());
     for (a, trials_a) in images.iter().enumerate() {
         for (i, x) in trials_a.iter().enumerate() {
-            within.extend(trials_a[i + 1..].iter().map(|y| correlation(x, y)));
+            within.extend(trials_a[i + 1..].iter().map(|y| pearson(x, y)));
             for trials_b in &images[a + 1..] {
-                between.extend(trials_b.iter().map(|y| correlation(x, y)));
+                between.extend(trials_b.iter().map(|y| pearson(x, y)));
             }
         }
     }

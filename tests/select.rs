@@ -114,9 +114,8 @@ fn the_validation_split_chooses_and_ridge_decodes_the_same_trials() {
     let (fit, validation) = (pick(&fit_rows), pick(&val_rows));
     let (decoded, choice) =
         ridge_decodings(&calibration, &fit, &validation, &responses.test, &features).unwrap();
-    let fit_ids: Vec<String> = fit.iter().map(|r| r.stimulus.clone()).collect();
     let ridge =
-        score_decodings(&decoded, &responses.test, &fit_ids, &features, &positions).unwrap();
+        score_decodings(&decoded, &responses.test, &train_ids, &features, &positions).unwrap();
     eprintln!(
         "projector: semantic {} detail {}; ridge: semantic {} detail {}; penalties {choice:?}",
         report.test.semantic_identification,

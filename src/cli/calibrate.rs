@@ -176,9 +176,10 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
             let (fit, validation) = (pick(&fit_rows), pick(&val_rows));
             let (decoded, choice) =
                 ridge_decodings(&calibration, &fit, &validation, &responses.test, &features)?;
-            let fit_ids: Vec<String> = fit.iter().map(|r| r.stimulus.clone()).collect();
+            // The layout probe is fitted on the true tokens of the same training images as
+            // the projector's, so the two layout figures compare decoders, not probes.
             let report =
-                score_decodings(&decoded, &responses.test, &fit_ids, &features, &positions)?;
+                score_decodings(&decoded, &responses.test, &train_ids, &features, &positions)?;
             let method = format!("ridge, {} targets", calibration.info.targets);
             print_decoding(&format!("{} [{method}]", config.out.display()), &report);
             println!(
