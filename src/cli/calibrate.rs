@@ -11,7 +11,7 @@ use burn::backend::Flex;
 use brainmclip::model::calibration::Calibration;
 use brainmclip::train::across::summarise;
 use brainmclip::train::calibrate::{
-    collect_responses, stimulus_features, CalibrateConfig, TargetMode,
+    collect_responses, stimulus_features, CalibrateConfig, Responses, TargetMode,
 };
 use brainmclip::train::calibrate_run::{run_calibration_on, validation_split};
 use brainmclip::train::evaluate::{
@@ -136,6 +136,17 @@ pub struct EvalArgs {
     /// chosen on the validation split.
     #[arg(long)]
     ridge: bool,
+    /// Also draw the test trials' decodings with this generator (a `train-generator` folder;
+    /// repeat for several) and score the images: PixCorr, SSIM, 2-way identification and the
+    /// object layout against the simulator's ground truth. A generator conditioned on detail
+    /// tokens draws only decodings of its own layers; an embedding-only one draws the decoded
+    /// embeddings of multi-target calibrations.
+    #[arg(long = "images")]
+    generators: Vec<PathBuf>,
+    /// With --images: write a PNG of the first 8 single-object test images of the first
+    /// calibration, one row each: the true image, then each drawing in the order printed.
+    #[arg(long, requires = "generators")]
+    figure: Option<PathBuf>,
     /// Write the reports here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -144,16 +155,35 @@ pub struct EvalArgs {
 pub fn eval_cmd(args: EvalArgs) -> Result<()> {
     let mut all = Vec::new();
     let mut rows = Vec::new();
+    let mut drawings = super::eval_images::Drawings::load(&args.generators)?;
+    // Calibrations of one subject's data (e.g. multi and final-only targets) share its
+    // responses: the runs go through preprocessing once.
+    let mut collected: Vec<(String, std::rc::Rc<Responses>)> = Vec::new();
     for path in &args.config {
         let config = CalibrateConfig::load(path)?;
         let calibration = Calibration::<Flex>::load(&config.out, &FlexDevice)
             .with_context(|| format!("{}: run calibrate first", path.display()))?;
         let layers = calibration.info.detail_layers;
         let features = stimulus_features(&config, layers)?;
-        let responses = collect_responses(&config)?;
+        let source = serde_json::to_string(&(
+            &config.bids,
+            &config.subject,
+            &config.session,
+            &config.betas,
+            &config.train_trial_type,
+            &config.test_trial_type,
+        ))?;
+        let responses = match collected.iter().find(|(s, _)| *s == source) {
+            Some((_, r)) => r.clone(),
+            None => {
+                let r = std::rc::Rc::new(collect_responses(&config)?);
+                collected.push((source, r.clone()));
+                r
+            }
+        };
         let positions = single_object_positions(&config.bids.join("stimuli"))?;
         let train_ids: Vec<String> = responses.train.iter().map(|r| r.stimulus.clone()).collect();
-        let (report, _) = evaluate_decoding(
+        let (report, projector_decoded) = evaluate_decoding(
             &calibration,
             &responses.test,
             &train_ids,
@@ -167,6 +197,7 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
         print_decoding(&format!("{} [{method}]", config.out.display()), &report);
         all.push(serde_json::json!({"calibration": config.out, "subject": config.subject, "method": method, "targets": calibration.info.targets, "report": report}));
         rows.push((method, report));
+        let mut decoders = vec![("projector".to_string(), projector_decoded)];
         if args.ridge {
             let started = std::time::Instant::now();
             let (val_rows, fit_rows) = validation_split(responses.train.len(), &config.train);
@@ -192,7 +223,9 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
             );
             all.push(serde_json::json!({"calibration": config.out, "subject": config.subject, "method": method, "targets": calibration.info.targets, "ridge": choice, "report": report}));
             rows.push((method, report));
+            decoders.push(("ridge".to_string(), decoded));
         }
+        drawings.draw(&config, &calibration, &responses.test, &features, decoders)?;
     }
     let summary = summarise(&rows);
     if args.config.len() > 1 {
@@ -209,8 +242,12 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
             );
         }
     }
+    let images = drawings.finish(args.config.len() > 1, args.figure.as_deref())?;
     if let Some(path) = args.json {
-        let json = serde_json::json!({"calibrations": all, "across_subjects": summary});
+        let mut json = serde_json::json!({"calibrations": all, "across_subjects": summary});
+        if let Some(images) = images {
+            json["images"] = images;
+        }
         brainmclip::atomic::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())
             .with_context(|| format!("{}: cannot write", path.display()))?;
     }

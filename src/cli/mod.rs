@@ -6,6 +6,7 @@ pub mod calibrate;
 pub mod cluster;
 pub mod demo;
 pub mod dicom;
+pub mod eval_images;
 pub mod replay;
 pub mod run;
 pub mod simulate;

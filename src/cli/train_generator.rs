@@ -121,7 +121,7 @@ pub fn train_generator_cmd(args: TrainGeneratorArgs) -> Result<()> {
         }
     }
     let (info, model) = load_generator::<Flex>(&args.out, &FlexDevice)?;
-    let conditioner = Conditioner::load(&args.encoder)?;
+    let conditioner = Conditioner::load(&args.encoder)?.with_layers(info.detail_layers)?;
     let size = info.generator.image_size;
     let images = match &args.images {
         None => EvalImages::simulator(&conditioner, size, args.eval_images)?,

@@ -64,6 +64,20 @@ impl<B: Backend> Conditioner<B> {
         })
     }
 
+    /// The same encoder with its detail features averaged over `layers` (1-based, inclusive)
+    /// instead, e.g. the final block alone for a generator of the final-only ablation.
+    pub fn with_layers(mut self, layers: (usize, usize)) -> Result<Self, ConditionerError> {
+        let blocks = self.vision.vision_model.encoder.layers.len();
+        if layers.0 < 1 || layers.0 > layers.1 || layers.1 > blocks {
+            return Err(ConditionerError::Invalid(format!(
+                "detail layers {}-{}: expected 1 <= first <= last <= {blocks} (the encoder's blocks)",
+                layers.0, layers.1
+            )));
+        }
+        self.layers = layers;
+        Ok(self)
+    }
+
     /// A generator configuration sized for this encoder's tokens and embedding.
     pub fn config_for(&self, image_size: usize) -> GeneratorConfig {
         let c = &self

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::evaluate::DecodingReport;
+use super::reconstruct::ReconstructionReport;
 
 /// Mean and sample standard deviation (n - 1; 0 for one subject) of one figure.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -43,32 +44,68 @@ pub struct MethodSummary {
     pub layout_probe_r: MeanSd,
 }
 
-/// Groups `(method, report)` rows by method, in order of first appearance.
-pub fn summarise(rows: &[(String, DecodingReport)]) -> Vec<MethodSummary> {
-    let mut methods: Vec<&str> = Vec::new();
-    for (m, _) in rows {
-        if !methods.contains(&m.as_str()) {
-            methods.push(m);
+/// `(method, report)` rows grouped by method, in order of first appearance.
+fn by_method<T>(rows: &[(String, T)]) -> Vec<(&str, Vec<&T>)> {
+    let mut groups: Vec<(&str, Vec<&T>)> = Vec::new();
+    for (m, report) in rows {
+        match groups.iter_mut().find(|(name, _)| name == m) {
+            Some((_, reports)) => reports.push(report),
+            None => groups.push((m, vec![report])),
         }
     }
-    methods
+    groups
+}
+
+fn figure<T>(reports: &[&T], f: impl Fn(&T) -> f64) -> MeanSd {
+    MeanSd::of(&reports.iter().map(|r| f(r)).collect::<Vec<_>>())
+}
+
+/// Groups `(method, report)` rows by method, in order of first appearance.
+pub fn summarise(rows: &[(String, DecodingReport)]) -> Vec<MethodSummary> {
+    by_method(rows)
         .into_iter()
-        .map(|method| {
-            let reports: Vec<&DecodingReport> = rows
-                .iter()
-                .filter(|(m, _)| m == method)
-                .map(|(_, r)| r)
-                .collect();
-            let figure = |f: &dyn Fn(&DecodingReport) -> f64| {
-                MeanSd::of(&reports.iter().map(|r| f(r)).collect::<Vec<_>>())
-            };
+        .map(|(method, reports)| {
+            let figure = |f: fn(&DecodingReport) -> f64| figure(&reports, f);
             MethodSummary {
                 method: method.to_string(),
                 subjects: reports.len(),
-                semantic_identification: figure(&|r| r.semantic_identification.mean),
-                detail_identification: figure(&|r| r.detail_identification.mean),
-                semantic_top1: figure(&|r| r.semantic_top1.mean),
-                layout_probe_r: figure(&|r| r.layout_probe_r),
+                semantic_identification: figure(|r| r.semantic_identification.mean),
+                detail_identification: figure(|r| r.detail_identification.mean),
+                semantic_top1: figure(|r| r.semantic_top1.mean),
+                layout_probe_r: figure(|r| r.layout_probe_r),
+            }
+        })
+        .collect()
+}
+
+/// One decoder + generator pair's reconstructions over its subjects.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageSummary {
+    pub method: String,
+    pub subjects: usize,
+    pub pixcorr: MeanSd,
+    pub ssim: MeanSd,
+    pub identification: MeanSd,
+    pub position_r: MeanSd,
+    pub size_r: MeanSd,
+    pub position_error: MeanSd,
+}
+
+/// Groups `(method, reconstruction report)` rows by method, in order of first appearance.
+pub fn summarise_images(rows: &[(String, ReconstructionReport)]) -> Vec<ImageSummary> {
+    by_method(rows)
+        .into_iter()
+        .map(|(method, reports)| {
+            let figure = |f: fn(&ReconstructionReport) -> f64| figure(&reports, f);
+            ImageSummary {
+                method: method.to_string(),
+                subjects: reports.len(),
+                pixcorr: figure(|r| r.pixcorr.mean),
+                ssim: figure(|r| r.ssim.mean),
+                identification: figure(|r| r.identification.mean),
+                position_r: figure(|r| r.layout.position_r.mean),
+                size_r: figure(|r| r.layout.size_r.mean),
+                position_error: figure(|r| r.layout.position_error.mean),
             }
         })
         .collect()

@@ -83,6 +83,14 @@ pub struct GeneratorTrainConfig {
     pub mix_max: f64,
     pub checkpoint_every: usize,
     pub image_size: usize,
+    /// The encoder blocks (1-based, inclusive) the detail tokens are averaged over; default: the
+    /// encoder's detail layers. `[6, 6]` on the demo encoder conditions on its final block, as
+    /// the final-only calibration's targets are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail_layers: Option<(usize, usize)>,
+    /// Condition on the detail tokens and the embedding (the default), or on the embedding alone
+    /// (what decoders aligned only with CLIP's final embedding use).
+    pub detail_tokens: bool,
     /// The UNet's shape; without it, the demo's (`GeneratorConfig::demo`). Token and embedding
     /// sizes always come from the encoder.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,7 +112,10 @@ pub struct Architecture {
 impl GeneratorTrainConfig {
     /// The generator this config trains for `conditioner`'s features.
     pub fn generator_for(&self, conditioner: &Conditioner) -> GeneratorConfig {
-        let base = conditioner.config_for(self.image_size);
+        let base = GeneratorConfig {
+            detail_tokens: self.detail_tokens,
+            ..conditioner.config_for(self.image_size)
+        };
         match &self.architecture {
             None => base,
             Some(a) => GeneratorConfig {
@@ -117,6 +128,15 @@ impl GeneratorTrainConfig {
                 ..base
             },
         }
+    }
+
+    /// The encoder in `encoder` with this config's detail layers.
+    pub fn conditioner(&self, encoder: &Path) -> Result<Conditioner, GeneratorError> {
+        let conditioner = Conditioner::load(encoder)?;
+        Ok(match self.detail_layers {
+            Some(layers) => conditioner.with_layers(layers)?,
+            None => conditioner,
+        })
     }
 }
 
@@ -136,6 +156,8 @@ impl Default for GeneratorTrainConfig {
             mix_max: 1.0,
             checkpoint_every: 50,
             image_size: 64,
+            detail_layers: None,
+            detail_tokens: true,
             architecture: None,
         }
     }
@@ -269,7 +291,7 @@ pub fn train_generator_parallel(
     // Once per process, before the peers start: they share the folder's cached features.
     let folder = match &job.images {
         Some(dir) => {
-            let layers = Conditioner::load(&job.encoder)?.layers;
+            let layers = job.config.conditioner(&job.encoder)?.layers;
             Some(ImageFolder::prepare(
                 dir,
                 &job.encoder,
@@ -312,7 +334,7 @@ fn train_generator_on<B: AutodiffBackend>(
             config.batch, peer.world
         )));
     }
-    let conditioner = Conditioner::load(&job.encoder)?;
+    let conditioner = config.conditioner(&job.encoder)?;
     let stats = match folder {
         Some(f) => f.stats(),
         None => FeatureStats::reference(&conditioner)?,

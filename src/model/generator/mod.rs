@@ -37,6 +37,18 @@ pub struct GeneratorConfig {
     pub semantic_dim: usize,
     /// Width of the timestep + semantic embedding.
     pub embed_dim: usize,
+    /// Whether the detail tokens condition the UNet. False: the semantic embedding alone (what
+    /// decoders aligned only with CLIP's final embedding use; the comparison in `eval --images`).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub detail_tokens: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(v: &bool) -> bool {
+    *v
 }
 
 impl GeneratorConfig {
@@ -53,6 +65,7 @@ impl GeneratorConfig {
             token_grid,
             semantic_dim,
             embed_dim: 128,
+            detail_tokens: true,
         }
     }
 
@@ -70,6 +83,7 @@ impl GeneratorConfig {
             token_grid: 16,
             semantic_dim: 768,
             embed_dim: 512,
+            detail_tokens: true,
         }
     }
 

@@ -98,8 +98,9 @@ impl<B: Backend> SelfAttention<B> {
 #[derive(Module, Debug)]
 pub struct Level<B: Backend> {
     blocks: Vec<ResBlock<B>>,
-    /// 1×1 projection of the token grid to this level's channels.
-    tokens: Conv2d<B>,
+    /// 1×1 projection of the token grid to this level's channels (none for an
+    /// embedding-only generator).
+    tokens: Option<Conv2d<B>>,
 }
 
 #[derive(Module, Debug)]
@@ -109,7 +110,7 @@ pub struct UNet<B: Backend> {
     time2: Linear<B>,
     semantic_norm: LayerNorm<B>,
     semantic: Linear<B>,
-    token_norm: LayerNorm<B>,
+    token_norm: Option<LayerNorm<B>>,
     down: Vec<Level<B>>,
     downsample: Vec<Conv2d<B>>,
     middle1: ResBlock<B>,
@@ -133,7 +134,9 @@ pub(super) fn build<B: Backend>(c: &GeneratorConfig, device: &B::Device) -> UNet
         blocks: (0..n)
             .map(|k| ResBlock::new(if k == 0 { i } else { o }, o, e, c.groups, device))
             .collect(),
-        tokens: conv(c.token_width, i, 1, 1, device),
+        tokens: c
+            .detail_tokens
+            .then(|| conv(c.token_width, i, 1, 1, device)),
     };
     let down: Vec<Level<B>> = (0..ch.len())
         .map(|l| level(if l == 0 { top } else { ch[l - 1] }, ch[l], c.blocks))
@@ -160,7 +163,9 @@ pub(super) fn build<B: Backend>(c: &GeneratorConfig, device: &B::Device) -> UNet
         time2: LinearConfig::new(e, e).init(device),
         semantic_norm: LayerNormConfig::new(c.semantic_dim).init(device),
         semantic: LinearConfig::new(c.semantic_dim, e).init(device),
-        token_norm: LayerNormConfig::new(c.token_width).init(device),
+        token_norm: c
+            .detail_tokens
+            .then(|| LayerNormConfig::new(c.token_width).init(device)),
         down,
         downsample,
         middle1: ResBlock::new(bottom, bottom, e, c.groups, device),
@@ -269,21 +274,27 @@ fn timestep_embedding<B: Backend>(t: Tensor<B, 1>, dim: usize) -> Tensor<B, 2> {
 }
 
 impl<B: Backend> UNet<B> {
-    /// The token grid as a feature map [b, width, grid, grid] (class token dropped).
-    fn token_map(&self, tokens: Tensor<B, 3>) -> Tensor<B, 4> {
+    /// The token grid as a feature map [b, width, grid, grid] (class token dropped); None for
+    /// an embedding-only generator.
+    fn token_map(&self, tokens: Tensor<B, 3>) -> Option<Tensor<B, 4>> {
+        let norm = self.token_norm.as_ref()?;
         let [b, t, c] = tokens.dims();
         let g = self.grid;
-        let grid = self
-            .token_norm
-            .forward(tokens)
-            .slice([0..b, t - g * g..t, 0..c]);
-        grid.swap_dims(1, 2).reshape([b, c, g, g])
+        let grid = norm.forward(tokens).slice([0..b, t - g * g..t, 0..c]);
+        Some(grid.swap_dims(1, 2).reshape([b, c, g, g]))
     }
 
-    fn inject(&self, level: &Level<B>, h: Tensor<B, 4>, map: &Tensor<B, 4>) -> Tensor<B, 4> {
+    fn inject(
+        &self,
+        level: &Level<B>,
+        h: Tensor<B, 4>,
+        map: &Option<Tensor<B, 4>>,
+    ) -> Tensor<B, 4> {
+        let (Some(map), Some(tokens)) = (map, &level.tokens) else {
+            return h;
+        };
         let [_, _, hh, ww] = h.dims();
-        let projected = level.tokens.forward(map.clone());
-        h + resize_bilinear(projected, [hh, ww])
+        h + resize_bilinear(tokens.forward(map.clone()), [hh, ww])
     }
 
     /// Predicts v for noisy images `x` `[b, 3, s, s]` at times `t` `[b]` in 0..1.
@@ -411,5 +422,77 @@ mod tests {
             &cond,
         );
         assert_eq!(out.dims(), [2, 3, 16, 16]);
+    }
+
+    #[test]
+    fn the_output_does_not_depend_on_the_embeddings_or_tokens_scale() {
+        // Both conditions enter through a LayerNorm, so a prediction 2x too long (the
+        // projector's cosine losses leave its scale free) draws the same image: a magnitude
+        // loss or a fitted scale cannot change what this generator draws.
+        let model = GeneratorConfig {
+            image_size: 16,
+            ..GeneratorConfig::demo(24, 4, 10)
+        }
+        .init::<Flex>(&FlexDevice);
+        let normal = burn::tensor::Distribution::Normal(0.0, 1.0);
+        let x = Tensor::<Flex, 4>::random([2, 3, 16, 16], normal, &FlexDevice);
+        let t = Tensor::from_data(TensorData::new(vec![0.2f32, 0.7], [2]), &FlexDevice);
+        let cond = Condition {
+            tokens: Tensor::<Flex, 3>::random([2, 17, 24], normal, &FlexDevice),
+            semantic: Tensor::<Flex, 2>::random([2, 10], normal, &FlexDevice),
+        };
+        let scaled = Condition {
+            tokens: cond.tokens.clone() * 2.0,
+            semantic: cond.semantic.clone() * 2.3,
+        };
+        let a = model.forward(x.clone(), t.clone(), &cond);
+        let b = model.forward(x, t, &scaled);
+        let worst = (a.clone() - b).abs().max().into_scalar();
+        assert!(worst < 1e-4, "{worst}");
+        assert!(a.abs().max().into_scalar() > 1e-2);
+    }
+
+    #[test]
+    fn an_embedding_only_generator_ignores_the_tokens_and_has_no_token_weights() {
+        use burn::module::Module;
+        let with = GeneratorConfig {
+            image_size: 16,
+            ..GeneratorConfig::demo(24, 4, 10)
+        };
+        let without = GeneratorConfig {
+            detail_tokens: false,
+            ..with.clone()
+        };
+        let x = Tensor::<Flex, 4>::random(
+            [1, 3, 16, 16],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &FlexDevice,
+        );
+        let t = Tensor::from_data(TensorData::new(vec![0.5f32], [1]), &FlexDevice);
+        let cond = |v: f32| Condition {
+            tokens: Tensor::<Flex, 3>::random(
+                [1, 17, 24],
+                burn::tensor::Distribution::Normal(0.0, v as f64),
+                &FlexDevice,
+            ),
+            semantic: Tensor::ones([1, 10], &FlexDevice),
+        };
+        let spread = |model: &UNet<Flex>| {
+            let a = model.forward(x.clone(), t.clone(), &cond(1.0));
+            let b = model.forward(x.clone(), t.clone(), &cond(3.0));
+            (a - b).abs().max().into_scalar()
+        };
+        let (full, plain) = (
+            with.init::<Flex>(&FlexDevice),
+            without.init::<Flex>(&FlexDevice),
+        );
+        assert!(spread(&full) > 1e-3, "tokens must matter with them");
+        assert_eq!(spread(&plain), 0.0, "tokens must not matter without them");
+        // Each level's 1x1 token projection (24 -> its input channels, + bias) and the token
+        // LayerNorm (2 x 24) are absent.
+        // Down levels take 32, 32, 64 channels; up levels 128+128, 128+64, 64+32.
+        let inputs: usize = [32, 32, 64, 256, 192, 96].iter().sum();
+        let expected = inputs * 24 + inputs + 2 * 24;
+        assert_eq!(full.num_params() - plain.num_params(), expected);
     }
 }

@@ -1,0 +1,235 @@
+//! `eval --images`: each calibration's test decodings drawn by each compatible generator and
+//! scored as images (`train::reconstruct`), the true features drawn the same way (what the
+//! generator alone loses), the layout measure on the true images (its ceiling), the
+//! across-subject summary and an optional figure.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use burn::backend::flex::FlexDevice;
+use burn::backend::Flex;
+
+use brainmclip::features::FeatureSet;
+use brainmclip::model::calibration::{Calibration, Decoded};
+use brainmclip::model::conditioner::Conditioner;
+use brainmclip::model::generator::files::{load_generator, GeneratorInfo};
+use brainmclip::model::generator::UNet;
+use brainmclip::train::across::summarise_images;
+use brainmclip::train::calibrate::{CalibrateConfig, Response};
+use brainmclip::train::layout::{score_layouts, single_object_layouts, LayoutScore};
+use brainmclip::train::reconstruct::{compatible, reconstruct, ReconstructionReport, TestImages};
+
+struct Generator {
+    name: String,
+    info: GeneratorInfo,
+    model: UNet<Flex>,
+}
+
+/// The generators, and what they drew so far.
+pub struct Drawings {
+    generators: Vec<Generator>,
+    rows: Vec<(String, ReconstructionReport)>,
+    ceilings: Vec<LayoutScore>,
+    json: Vec<serde_json::Value>,
+    /// The first calibration's true images and drawings, for the figure.
+    figure: Option<(TestImages, Vec<Vec<Vec<f32>>>)>,
+}
+
+impl Drawings {
+    pub fn load(dirs: &[PathBuf]) -> Result<Drawings> {
+        let mut generators = Vec::new();
+        for dir in dirs {
+            let (info, model) = load_generator::<Flex>(dir, &FlexDevice)
+                .with_context(|| format!("{}: not a trained generator", dir.display()))?;
+            let name = dir
+                .file_name()
+                .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
+            generators.push(Generator { name, info, model });
+        }
+        Ok(Drawings {
+            generators,
+            rows: Vec::new(),
+            ceilings: Vec::new(),
+            json: Vec::new(),
+            figure: None,
+        })
+    }
+
+    /// Draws `decoders`' decodings of `test` (plus the true features) with every compatible
+    /// generator, prints and keeps the scores.
+    pub fn draw(
+        &mut self,
+        config: &CalibrateConfig,
+        calibration: &Calibration<Flex>,
+        test: &[Response],
+        features: &FeatureSet,
+        mut decoders: Vec<(String, Vec<Decoded>)>,
+    ) -> Result<()> {
+        if self.generators.is_empty() {
+            return Ok(());
+        }
+        let info = &calibration.info;
+        let stimuli = config.bids.join("stimuli");
+        let layouts = single_object_layouts(&stimuli)?;
+        let conditioner = Conditioner::load(&config.encoder)?;
+        let row_of = features.row_of();
+        let truth: Vec<Decoded> = test
+            .iter()
+            .filter_map(|r| row_of.get(r.stimulus.as_str()))
+            .map(|&r| Decoded {
+                detail_tokens: features.detail_row(r).to_vec(),
+                embedding: features.semantic_row(r).to_vec(),
+            })
+            .collect();
+        decoders.push(("true features".to_string(), truth));
+        let mut images: HashMap<usize, TestImages> = HashMap::new();
+        let mut drawn_here = Vec::new();
+        for (decoder, decoded) in &decoders {
+            for g in &self.generators {
+                let embedding_only = !g.info.generator.detail_tokens;
+                // The embedding-only generator draws each subject once: a final-only
+                // calibration's semantic stream is the same model as the multi one's.
+                if embedding_only && info.targets != "multi" {
+                    continue;
+                }
+                let shape = (features.tokens, features.width, features.dim);
+                if let Err(why) = compatible(&g.info, info.detail_layers, shape.0, shape.1, shape.2)
+                {
+                    tracing::debug!("{} not drawn with {}: {why}", config.out.display(), g.name);
+                    continue;
+                }
+                let size = g.info.generator.image_size;
+                if !images.contains_key(&size) {
+                    let t = TestImages::read(&stimuli, test, &layouts, &conditioner, size)?;
+                    let ceiling = t.layout_ceiling();
+                    println!(
+                        "{} true images at {size} px: layout measure position r {} | size r {} | error {} ({} single-object images, {} not found)",
+                        config.out.display(),
+                        ceiling.position_r,
+                        ceiling.size_r,
+                        ceiling.position_error,
+                        ceiling.images,
+                        ceiling.not_found
+                    );
+                    self.json.push(serde_json::json!({"calibration": config.out, "subject": config.subject, "true_images_layout": ceiling, "size": size}));
+                    self.ceilings.push(ceiling);
+                    images.insert(size, t);
+                }
+                let truth = &images[&size];
+                let (report, drawn) = reconstruct(&g.model, &g.info, &conditioner, decoded, truth)?;
+                let method = format!(
+                    "{decoder}, {} targets -> {} ({})",
+                    info.targets, report.conditioning, g.name
+                );
+                println!(
+                    "{} [{method}]: PixCorr {} | SSIM {} | 2-way identification {} | layout position r {} size r {} error {} ({} images) | {} generator parameters",
+                    config.out.display(),
+                    report.pixcorr,
+                    report.ssim,
+                    report.identification,
+                    report.layout.position_r,
+                    report.layout.size_r,
+                    report.layout.position_error,
+                    report.layout.images,
+                    report.generator_parameters
+                );
+                self.json.push(serde_json::json!({"calibration": config.out, "subject": config.subject, "method": method, "decoder": decoder, "generator": g.name, "report": report}));
+                self.rows.push((method, report));
+                drawn_here.push(drawn);
+            }
+        }
+        if self.figure.is_none() && !drawn_here.is_empty() {
+            if let Some(t) = images.into_values().next() {
+                self.figure = Some((t, drawn_here));
+            }
+        }
+        Ok(())
+    }
+
+    /// Prints the across-subject summary, writes the figure; the JSON of all drawings (None
+    /// without generators).
+    pub fn finish(self, across: bool, figure: Option<&Path>) -> Result<Option<serde_json::Value>> {
+        if self.generators.is_empty() {
+            return Ok(None);
+        }
+        let summary = summarise_images(&self.rows);
+        // The layout over every subject's single-object images at once: three times the images
+        // of one subject, so its interval is the one to read.
+        let mut pooled: Vec<(String, LayoutScore)> = Vec::new();
+        for (method, _) in &self.rows {
+            if pooled.iter().any(|(m, _)| m == method) {
+                continue;
+            }
+            let (measured, truth): (Vec<_>, Vec<_>) = self
+                .rows
+                .iter()
+                .filter(|(m, _)| m == method)
+                .flat_map(|(_, r)| r.layout_pairs.iter().copied())
+                .unzip();
+            pooled.push((method.clone(), score_layouts(&measured, &truth)));
+        }
+        if across {
+            println!("images across subjects (mean ± SD):");
+            for s in &summary {
+                println!(
+                    "  {:<64} n={} | PixCorr {} | SSIM {} | 2-way {} | position r {} | size r {} | error {}",
+                    s.method, s.subjects, s.pixcorr, s.ssim, s.identification, s.position_r, s.size_r, s.position_error
+                );
+            }
+            println!("layout over all subjects' single-object images pooled:");
+            for (method, l) in &pooled {
+                println!(
+                    "  {method:<64} {} images | position r {} | size r {} | error {}",
+                    l.images, l.position_r, l.size_r, l.position_error
+                );
+            }
+        }
+        if let (Some(path), Some((truth, drawn))) = (figure, &self.figure) {
+            write_figure(path, truth, drawn)?;
+            println!("wrote {}", path.display());
+        }
+        let pooled: Vec<_> = pooled
+            .into_iter()
+            .map(|(method, layout)| serde_json::json!({"method": method, "layout": layout}))
+            .collect();
+        Ok(Some(
+            serde_json::json!({"drawings": self.json, "across_subjects": summary, "pooled_layout": pooled}),
+        ))
+    }
+}
+
+/// Rows: the first 8 single-object test images; columns: the true image, then each drawing.
+fn write_figure(path: &Path, truth: &TestImages, drawn: &[Vec<Vec<f32>>]) -> Result<()> {
+    let rows: Vec<usize> = (0..truth.rgb.len())
+        .filter(|&i| truth.layouts[i].is_some())
+        .take(8)
+        .collect();
+    let (size, gap) = (truth.size as u32, 2u32);
+    let columns = 1 + drawn.len() as u32;
+    let mut canvas = image::RgbImage::from_pixel(
+        columns * (size + gap) + gap,
+        rows.len() as u32 * (size + gap) + gap,
+        image::Rgb([255, 255, 255]),
+    );
+    for (r, &i) in rows.iter().enumerate() {
+        let tiles = std::iter::once(&truth.rgb[i]).chain(drawn.iter().map(|d| &d[i]));
+        for (c, tile) in tiles.enumerate() {
+            for (p, rgb) in tile.chunks(3).enumerate() {
+                let (x, y) = (p as u32 % size, p as u32 / size);
+                let px = rgb
+                    .iter()
+                    .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8);
+                let px: Vec<u8> = px.collect();
+                canvas.put_pixel(
+                    gap + c as u32 * (size + gap) + x,
+                    gap + r as u32 * (size + gap) + y,
+                    image::Rgb([px[0], px[1], px[2]]),
+                );
+            }
+        }
+    }
+    canvas
+        .save(path)
+        .with_context(|| format!("{}: cannot write the figure", path.display()))
+}
