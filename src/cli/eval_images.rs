@@ -3,6 +3,7 @@
 //! generator alone loses), the layout measure on the true images (its ceiling), the
 //! across-subject summary and an optional figure.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -30,7 +31,6 @@ struct Generator {
 pub struct Drawings {
     generators: Vec<Generator>,
     rows: Vec<(String, ReconstructionReport)>,
-    ceilings: Vec<LayoutScore>,
     json: Vec<serde_json::Value>,
     /// The first calibration's true images and drawings, for the figure.
     figure: Option<(TestImages, Vec<Vec<Vec<f32>>>)>,
@@ -50,7 +50,6 @@ impl Drawings {
         Ok(Drawings {
             generators,
             rows: Vec::new(),
-            ceilings: Vec::new(),
             json: Vec::new(),
             figure: None,
         })
@@ -100,10 +99,12 @@ impl Drawings {
                     continue;
                 }
                 let size = g.info.generator.image_size;
-                if !images.contains_key(&size) {
-                    let t = TestImages::read(&stimuli, test, &layouts, &conditioner, size)?;
-                    let ceiling = t.layout_ceiling();
-                    println!(
+                let truth = match images.entry(size) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(slot) => {
+                        let t = TestImages::read(&stimuli, test, &layouts, &conditioner, size)?;
+                        let ceiling = t.layout_ceiling();
+                        println!(
                         "{} true images at {size} px: layout measure position r {} | size r {} | error {} ({} single-object images, {} not found)",
                         config.out.display(),
                         ceiling.position_r,
@@ -112,11 +113,10 @@ impl Drawings {
                         ceiling.images,
                         ceiling.not_found
                     );
-                    self.json.push(serde_json::json!({"calibration": config.out, "subject": config.subject, "true_images_layout": ceiling, "size": size}));
-                    self.ceilings.push(ceiling);
-                    images.insert(size, t);
-                }
-                let truth = &images[&size];
+                        self.json.push(serde_json::json!({"calibration": config.out, "subject": config.subject, "true_images_layout": ceiling, "size": size}));
+                        slot.insert(t)
+                    }
+                };
                 let (report, drawn) = reconstruct(&g.model, &g.info, &conditioner, decoded, truth)?;
                 let method = format!(
                     "{decoder}, {} targets -> {} ({})",
