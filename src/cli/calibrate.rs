@@ -144,7 +144,8 @@ pub struct EvalArgs {
     #[arg(long = "images")]
     generators: Vec<PathBuf>,
     /// With --images: write a PNG of the first 8 single-object test images of the first
-    /// calibration, one row each: the true image, then each drawing in the order printed.
+    /// subject, one row each: the true image, then its projector decodings drawn by each
+    /// generator, in the order of --images.
     #[arg(long, requires = "generators")]
     figure: Option<PathBuf>,
     /// Write the reports here as JSON.

@@ -32,8 +32,15 @@ pub struct Drawings {
     generators: Vec<Generator>,
     rows: Vec<(String, ReconstructionReport)>,
     json: Vec<serde_json::Value>,
-    /// The first calibration's true images and drawings, for the figure.
-    figure: Option<(TestImages, Vec<Vec<Vec<f32>>>)>,
+    figure: Option<Figure>,
+}
+
+/// The first subject's true test images and the drawings of its projector decodings (all its
+/// calibrations), each with its generator's index.
+struct Figure {
+    subject: String,
+    truth: TestImages,
+    columns: Vec<(usize, Vec<Vec<f32>>)>,
 }
 
 impl Drawings {
@@ -85,7 +92,7 @@ impl Drawings {
         let mut images: HashMap<usize, TestImages> = HashMap::new();
         let mut drawn_here = Vec::new();
         for (decoder, decoded) in &decoders {
-            for g in &self.generators {
+            for (index, g) in self.generators.iter().enumerate() {
                 let embedding_only = !g.info.generator.detail_tokens;
                 // The embedding-only generator draws each subject once: a final-only
                 // calibration's semantic stream is the same model as the multi one's.
@@ -136,12 +143,23 @@ impl Drawings {
                 );
                 self.json.push(serde_json::json!({"calibration": config.out, "subject": config.subject, "method": method, "decoder": decoder, "generator": g.name, "report": report}));
                 self.rows.push((method, report));
-                drawn_here.push(drawn);
+                if decoder == "projector" {
+                    drawn_here.push((index, drawn));
+                }
             }
         }
-        if self.figure.is_none() && !drawn_here.is_empty() {
-            if let Some(t) = images.into_values().next() {
-                self.figure = Some((t, drawn_here));
+        let subject = format!("{}#{}", config.bids.display(), config.subject);
+        match &mut self.figure {
+            Some(f) if f.subject == subject => f.columns.extend(drawn_here),
+            Some(_) => {}
+            None => {
+                if let Some(truth) = images.into_values().next() {
+                    self.figure = Some(Figure {
+                        subject,
+                        truth,
+                        columns: drawn_here,
+                    });
+                }
             }
         }
         Ok(())
@@ -185,8 +203,11 @@ impl Drawings {
                 );
             }
         }
-        if let (Some(path), Some((truth, drawn))) = (figure, &self.figure) {
-            write_figure(path, truth, drawn)?;
+        if let (Some(path), Some(f)) = (figure, self.figure) {
+            let mut columns = f.columns;
+            columns.sort_by_key(|(index, _)| *index);
+            let drawn: Vec<Vec<Vec<f32>>> = columns.into_iter().map(|(_, d)| d).collect();
+            write_figure(path, &f.truth, &drawn)?;
             println!("wrote {}", path.display());
         }
         let pooled: Vec<_> = pooled
