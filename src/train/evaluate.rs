@@ -13,12 +13,11 @@ use burn::backend::flex::FlexDevice;
 use burn::backend::Flex;
 use serde::Serialize;
 
-use super::calibrate::{file_err, CalibrateError, Response};
+use super::calibrate::{CalibrateError, Response};
 use super::probe::{correlation, ridge_probe, Rows};
 use crate::features::FeatureSet;
 use crate::metrics::{bootstrap, top_k_retrieval, two_way_identification, Estimate};
 use crate::model::calibration::{Calibration, Decoded};
-use crate::tsv::Table;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DecodingReport {
@@ -38,37 +37,10 @@ pub struct DecodingReport {
 pub fn single_object_positions(
     stimuli_dir: &Path,
 ) -> Result<HashMap<String, [f64; 2]>, CalibrateError> {
-    let path = stimuli_dir.join("stimuli.tsv");
-    if !path.exists() {
-        return Ok(HashMap::new());
-    }
-    let table = Table::read(&path).map_err(|m| file_err(&path, m))?;
-    let expected = "simulator stimulus table (stim_id, n_objects, objects)";
-    let id = table
-        .column("stim_id", expected)
-        .map_err(|m| file_err(&path, m))?;
-    let n = table
-        .column("n_objects", expected)
-        .map_err(|m| file_err(&path, m))?;
-    let objects = table
-        .column("objects", expected)
-        .map_err(|m| file_err(&path, m))?;
-    let pattern = regex::Regex::new(r"\(([-\d.]+),([-\d.]+)\)").map_err(|e| file_err(&path, e))?;
-    let mut out = HashMap::new();
-    for (_, cells) in table.rows() {
-        let (Some(i), Some(k), Some(o)) = (cells.get(id), cells.get(n), cells.get(objects)) else {
-            continue;
-        };
-        if k != "1" {
-            continue;
-        }
-        if let Some(c) = pattern.captures(o) {
-            if let (Ok(x), Ok(y)) = (c[1].parse(), c[2].parse()) {
-                out.insert(i.clone(), [x, y]);
-            }
-        }
-    }
-    Ok(out)
+    Ok(super::layout::single_object_layouts(stimuli_dir)?
+        .into_iter()
+        .map(|(id, l)| (id, [l.x, l.y]))
+        .collect())
 }
 
 fn pooled(tokens: &[f32], width: usize) -> Vec<f32> {
