@@ -21,7 +21,7 @@ use brainmclip::train::generator::{
     condition, train_generator, GeneratorJob, GeneratorTrainConfig,
 };
 use brainmclip::train::layout::ObjectLayout;
-use brainmclip::train::reconstruct::{compatible, reconstruct, TestImages};
+use brainmclip::train::reconstruct::{comparison_figure, compatible, reconstruct, TestImages};
 
 fn root() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -109,6 +109,17 @@ fn the_demo_generator_keeps_the_layout_of_true_features_and_shuffled_ones_lose_i
     assert!(good.identification.mean > 0.95, "{good:?}");
     assert!(good.layout.position_r.mean > 0.9, "{good:?}");
     assert!(good.layout.position_error.mean < 0.06, "{good:?}");
+    // The figure: 8 single-object rows, the true image then the drawing, 2 px apart.
+    let figure = comparison_figure(&truth, std::slice::from_ref(&drawn));
+    assert_eq!(figure.dimensions(), (2 * 66 + 2, 8 * 66 + 2));
+    let first = |img: &[f32]| {
+        img[..3]
+            .iter()
+            .map(|v| (v * 255.0).round() as u8)
+            .collect::<Vec<u8>>()
+    };
+    assert_eq!(figure.get_pixel(2, 2).0.to_vec(), first(&truth.rgb[0]));
+    assert_eq!(figure.get_pixel(2 + 66, 2).0.to_vec(), first(&drawn[0]));
 
     let mut shuffled = true_features.clone();
     shuffled.rotate_left(1);

@@ -16,10 +16,12 @@ use brainmclip::model::calibration::{Calibration, Decoded};
 use brainmclip::model::conditioner::Conditioner;
 use brainmclip::model::generator::files::{load_generator, GeneratorInfo};
 use brainmclip::model::generator::UNet;
-use brainmclip::train::across::summarise_images;
+use brainmclip::train::across::{pooled_layouts, summarise_images};
 use brainmclip::train::calibrate::{CalibrateConfig, Response};
-use brainmclip::train::layout::{score_layouts, single_object_layouts, LayoutScore};
-use brainmclip::train::reconstruct::{compatible, reconstruct, ReconstructionReport, TestImages};
+use brainmclip::train::layout::single_object_layouts;
+use brainmclip::train::reconstruct::{
+    comparison_figure, compatible, reconstruct, true_decodings, ReconstructionReport, TestImages,
+};
 
 struct Generator {
     name: String,
@@ -79,16 +81,7 @@ impl Drawings {
         let stimuli = config.bids.join("stimuli");
         let layouts = single_object_layouts(&stimuli)?;
         let conditioner = Conditioner::load(&config.encoder)?;
-        let row_of = features.row_of();
-        let truth: Vec<Decoded> = test
-            .iter()
-            .filter_map(|r| row_of.get(r.stimulus.as_str()))
-            .map(|&r| Decoded {
-                detail_tokens: features.detail_row(r).to_vec(),
-                embedding: features.semantic_row(r).to_vec(),
-            })
-            .collect();
-        decoders.push(("true features".to_string(), truth));
+        decoders.push(("true features".to_string(), true_decodings(test, features)));
         let mut images: HashMap<usize, TestImages> = HashMap::new();
         let mut drawn_here = Vec::new();
         for (decoder, decoded) in &decoders {
@@ -172,21 +165,7 @@ impl Drawings {
             return Ok(None);
         }
         let summary = summarise_images(&self.rows);
-        // The layout over every subject's single-object images at once: three times the images
-        // of one subject, so its interval is the one to read.
-        let mut pooled: Vec<(String, LayoutScore)> = Vec::new();
-        for (method, _) in &self.rows {
-            if pooled.iter().any(|(m, _)| m == method) {
-                continue;
-            }
-            let (measured, truth): (Vec<_>, Vec<_>) = self
-                .rows
-                .iter()
-                .filter(|(m, _)| m == method)
-                .flat_map(|(_, r)| r.layout_pairs.iter().copied())
-                .unzip();
-            pooled.push((method.clone(), score_layouts(&measured, &truth)));
-        }
+        let pooled = pooled_layouts(&self.rows);
         if across {
             println!("images across subjects (mean ± SD):");
             for s in &summary {
@@ -207,7 +186,9 @@ impl Drawings {
             let mut columns = f.columns;
             columns.sort_by_key(|(index, _)| *index);
             let drawn: Vec<Vec<Vec<f32>>> = columns.into_iter().map(|(_, d)| d).collect();
-            write_figure(path, &f.truth, &drawn)?;
+            comparison_figure(&f.truth, &drawn)
+                .save(path)
+                .with_context(|| format!("{}: cannot write the figure", path.display()))?;
             println!("wrote {}", path.display());
         }
         let pooled: Vec<_> = pooled
@@ -218,39 +199,4 @@ impl Drawings {
             serde_json::json!({"drawings": self.json, "across_subjects": summary, "pooled_layout": pooled}),
         ))
     }
-}
-
-/// Rows: the first 8 single-object test images; columns: the true image, then each drawing.
-fn write_figure(path: &Path, truth: &TestImages, drawn: &[Vec<Vec<f32>>]) -> Result<()> {
-    let rows: Vec<usize> = (0..truth.rgb.len())
-        .filter(|&i| truth.layouts[i].is_some())
-        .take(8)
-        .collect();
-    let (size, gap) = (truth.size as u32, 2u32);
-    let columns = 1 + drawn.len() as u32;
-    let mut canvas = image::RgbImage::from_pixel(
-        columns * (size + gap) + gap,
-        rows.len() as u32 * (size + gap) + gap,
-        image::Rgb([255, 255, 255]),
-    );
-    for (r, &i) in rows.iter().enumerate() {
-        let tiles = std::iter::once(&truth.rgb[i]).chain(drawn.iter().map(|d| &d[i]));
-        for (c, tile) in tiles.enumerate() {
-            for (p, rgb) in tile.chunks(3).enumerate() {
-                let (x, y) = (p as u32 % size, p as u32 / size);
-                let px = rgb
-                    .iter()
-                    .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8);
-                let px: Vec<u8> = px.collect();
-                canvas.put_pixel(
-                    gap + c as u32 * (size + gap) + x,
-                    gap + r as u32 * (size + gap) + y,
-                    image::Rgb([px[0], px[1], px[2]]),
-                );
-            }
-        }
-    }
-    canvas
-        .save(path)
-        .with_context(|| format!("{}: cannot write the figure", path.display()))
 }

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::evaluate::DecodingReport;
+use super::layout::{score_layouts, LayoutScore};
 use super::reconstruct::ReconstructionReport;
 
 /// Mean and sample standard deviation (n - 1; 0 for one subject) of one figure.
@@ -74,6 +75,21 @@ pub fn summarise(rows: &[(String, DecodingReport)]) -> Vec<MethodSummary> {
                 semantic_top1: figure(|r| r.semantic_top1.mean),
                 layout_probe_r: figure(|r| r.layout_probe_r),
             }
+        })
+        .collect()
+}
+
+/// Each method's layout over every subject's single-object images at once: three subjects give
+/// three times one subject's images, so this interval is the one to read.
+pub fn pooled_layouts(rows: &[(String, ReconstructionReport)]) -> Vec<(String, LayoutScore)> {
+    by_method(rows)
+        .into_iter()
+        .map(|(method, reports)| {
+            let (measured, truth): (Vec<_>, Vec<_>) = reports
+                .iter()
+                .flat_map(|r| r.layout_pairs.iter().copied())
+                .unzip();
+            (method.to_string(), score_layouts(&measured, &truth))
         })
         .collect()
 }

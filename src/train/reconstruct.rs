@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::calibrate::{file_err, CalibrateError, Response};
 use super::generator_eval::to_rgb;
 use super::layout::{locate_object, score_layouts, LayoutScore, ObjectLayout};
-use crate::features::list_images;
+use crate::features::{list_images, FeatureSet};
 use crate::metrics::{bootstrap, greyscale, pixcorr, ssim, two_way_identification, Estimate};
 use crate::model::calibration::Decoded;
 use crate::model::conditioner::{embed_images, Conditioner};
@@ -249,4 +249,50 @@ pub fn reconstruct(
         layout_pairs: measured.into_iter().zip(layouts).collect(),
     };
     Ok((report, drawn))
+}
+
+/// Rows: the first 8 single-object test images; columns: the true image, then each drawing.
+pub fn comparison_figure(truth: &TestImages, drawn: &[Vec<Vec<f32>>]) -> image::RgbImage {
+    let rows: Vec<usize> = (0..truth.rgb.len())
+        .filter(|&i| truth.layouts[i].is_some())
+        .take(8)
+        .collect();
+    let (size, gap) = (truth.size as u32, 2u32);
+    let columns = 1 + drawn.len() as u32;
+    let mut canvas = image::RgbImage::from_pixel(
+        columns * (size + gap) + gap,
+        rows.len() as u32 * (size + gap) + gap,
+        image::Rgb([255, 255, 255]),
+    );
+    for (r, &i) in rows.iter().enumerate() {
+        let tiles = std::iter::once(&truth.rgb[i]).chain(drawn.iter().map(|d| &d[i]));
+        for (c, tile) in tiles.enumerate() {
+            for (p, rgb) in tile.chunks(3).enumerate() {
+                let (x, y) = (p as u32 % size, p as u32 / size);
+                let px = rgb
+                    .iter()
+                    .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8);
+                let px: Vec<u8> = px.collect();
+                canvas.put_pixel(
+                    gap + c as u32 * (size + gap) + x,
+                    gap + r as u32 * (size + gap) + y,
+                    image::Rgb([px[0], px[1], px[2]]),
+                );
+            }
+        }
+    }
+    canvas
+}
+
+/// The true features of each test response's stimulus, as decodings: what a generator draws
+/// when nothing is lost before it. Responses without features are left out.
+pub fn true_decodings(test: &[Response], features: &FeatureSet) -> Vec<Decoded> {
+    let row_of = features.row_of();
+    test.iter()
+        .filter_map(|r| row_of.get(r.stimulus.as_str()))
+        .map(|&r| Decoded {
+            detail_tokens: features.detail_row(r).to_vec(),
+            embedding: features.semantic_row(r).to_vec(),
+        })
+        .collect()
 }
