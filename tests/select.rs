@@ -15,7 +15,7 @@ use brainmclip::train::calibrate::{
 use brainmclip::train::calibrate_run::{run_calibration, validation_split};
 use brainmclip::train::evaluate::{evaluate_decoding, score_decodings, single_object_positions};
 use brainmclip::train::ridge::RELATIVE_PENALTIES;
-use brainmclip::train::ridge_baseline::ridge_decodings;
+use brainmclip::train::ridge_baseline::ridge_on_calibration_split;
 
 #[test]
 fn the_validation_split_chooses_and_ridge_decodes_the_same_trials() {
@@ -109,11 +109,14 @@ fn the_validation_split_chooses_and_ridge_decodes_the_same_trials() {
         (fit_rows.len(), val_rows.len()),
         (report.train_trials, report.validation_trials)
     );
-    let pick =
-        |rows: &[usize]| -> Vec<_> { rows.iter().map(|&i| responses.train[i].clone()).collect() };
-    let (fit, validation) = (pick(&fit_rows), pick(&val_rows));
-    let (decoded, choice) =
-        ridge_decodings(&calibration, &fit, &validation, &responses.test, &features).unwrap();
+    let (decoded, choice) = ridge_on_calibration_split(
+        &calibration,
+        &responses.train,
+        &responses.test,
+        &features,
+        &config.train,
+    )
+    .unwrap();
     let ridge =
         score_decodings(&decoded, &responses.test, &train_ids, &features, &positions).unwrap();
     eprintln!(

@@ -13,11 +13,11 @@ use brainmclip::train::across::summarise;
 use brainmclip::train::calibrate::{
     collect_responses, stimulus_features, CalibrateConfig, Responses, TargetMode,
 };
-use brainmclip::train::calibrate_run::{run_calibration_on, validation_split};
+use brainmclip::train::calibrate_run::run_calibration_on;
 use brainmclip::train::evaluate::{
     evaluate_decoding, score_decodings, single_object_positions, DecodingReport,
 };
-use brainmclip::train::ridge_baseline::ridge_decodings;
+use brainmclip::train::ridge_baseline::ridge_on_calibration_split;
 
 #[derive(clap::Args)]
 pub struct CalibrateArgs {
@@ -201,13 +201,13 @@ pub fn eval_cmd(args: EvalArgs) -> Result<()> {
         let mut decoders = vec![("projector".to_string(), projector_decoded)];
         if args.ridge {
             let started = std::time::Instant::now();
-            let (val_rows, fit_rows) = validation_split(responses.train.len(), &config.train);
-            let pick = |idx: &[usize]| -> Vec<_> {
-                idx.iter().map(|&i| responses.train[i].clone()).collect()
-            };
-            let (fit, validation) = (pick(&fit_rows), pick(&val_rows));
-            let (decoded, choice) =
-                ridge_decodings(&calibration, &fit, &validation, &responses.test, &features)?;
+            let (decoded, choice) = ridge_on_calibration_split(
+                &calibration,
+                &responses.train,
+                &responses.test,
+                &features,
+                &config.train,
+            )?;
             // The layout probe is fitted on the true tokens of the same training images as
             // the projector's, so the two layout figures compare decoders, not probes.
             let report =

@@ -104,3 +104,20 @@ pub fn ridge_decodings<B: burn::tensor::backend::Backend>(
         .collect();
     Ok((decoded, RidgeBaseline { detail, semantic }))
 }
+
+/// `ridge_decodings` on the calibration's own split of `train` (`calibrate_run::validation_split`
+/// with its settings): fitted on the rows the projector trained on, penalties chosen on the rows
+/// it was validated on.
+pub fn ridge_on_calibration_split<B: burn::tensor::backend::Backend>(
+    calibration: &Calibration<B>,
+    train: &[Response],
+    test: &[Response],
+    features: &FeatureSet,
+    settings: &super::calibrate::TrainSettings,
+) -> Result<(Vec<Decoded>, RidgeBaseline), CalibrateError> {
+    let (validation_rows, fit_rows) = super::calibrate_run::validation_split(train.len(), settings);
+    let pick =
+        |rows: &[usize]| -> Vec<Response> { rows.iter().map(|&i| train[i].clone()).collect() };
+    let (fit, validation) = (pick(&fit_rows), pick(&validation_rows));
+    ridge_decodings(calibration, &fit, &validation, test, features)
+}
